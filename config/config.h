@@ -1,0 +1,163 @@
+/*
+ * config/config.h: the typed configuration.
+ *
+ * A config file is parsed once (config/parser.c builds a syntax tree from
+ * config/lexer.c's tokens; config/config.c turns that tree into the structs
+ * below, checking every value).  The data path only reads these structs: no
+ * string of the config is looked at while serving.
+ *
+ * Ownership: a struct config owns everything it points to.  It is immutable
+ * once config_load() returns and is shared between threads by reference
+ * count: config_ref() / config_release().  A reload builds a new config and
+ * swaps it in; requests that started under the old one keep it alive until
+ * they finish.
+ *
+ * Sizes are in bytes, durations in milliseconds.
+ */
+#ifndef TESSERA_CONFIG_H
+#define TESSERA_CONFIG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+/* Where a value came from, for error messages: "file:line:col". */
+struct config_pos {
+    const char *file; /* owned by the config (or the syntax tree) */
+    unsigned line;    /* 1-based */
+    unsigned col;     /* 1-based, in bytes */
+};
+
+/* One `listen ADDR:PORT;`.  Port 0 asks the kernel for a free port once at
+ * start-up; every worker then listens on that same port. */
+struct config_listen {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char text[64]; /* as written, for logs: "127.0.0.1:8080", "[::1]:8080" */
+    struct config_pos pos;
+};
+
+/* One `server HOST:PORT [weight=N] [max_fails=N] [fail_timeout=DUR];`.
+ * HOST is resolved once, at load time (first address getaddrinfo gives). */
+struct config_server {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char text[300];            /* "host:port" as written, for logs */
+    unsigned weight;           /* default 1, 1..1000 */
+    unsigned max_fails;        /* default 1; 0 disables failure accounting */
+    uint64_t fail_timeout_ms;  /* default 10s */
+};
+
+/* `backend NAME { server ...; connect_timeout DUR; read_timeout DUR;
+ *                 keepalive N; }` */
+struct config_backend {
+    char *name;
+    struct config_server *servers; /* at least one */
+    size_t nservers;
+    uint64_t connect_timeout_ms; /* default 5s */
+    uint64_t read_timeout_ms;    /* default 60s: between two reads (and writes) */
+    unsigned keepalive;          /* idle connections kept per worker and server; default 32 */
+    struct config_pos pos;
+};
+
+enum route_match {
+    ROUTE_EXACT,   /* route = /path { ... }   the path equals PATTERN */
+    ROUTE_PREFIX,  /* route /path/ { ... }    the path starts with PATTERN */
+    ROUTE_REGEX,   /* route ~ PATTERN { ... } PCRE2 matches the path */
+    ROUTE_DEFAULT, /* route default { ... }   when nothing else matches */
+};
+
+/* `route MATCH { backend NAME; host NAME; }` */
+struct config_route {
+    enum route_match match;
+    char *pattern;      /* NUL-terminated; NULL for ROUTE_DEFAULT */
+    size_t pattern_len;
+    pcre2_code *regex;  /* ROUTE_REGEX only: compiled once, JIT-compiled when available */
+    char *host;         /* lower-case, without port; NULL: any host */
+    struct config_backend *backend; /* points into config->backends */
+    unsigned index;     /* position in file order, 0-based */
+    struct config_pos pos;
+};
+
+/* `limits { ... }`: every limit has a safe default. */
+struct config_limits {
+    size_t header_size;          /* request head, request line included; default 32k -> 431 */
+    unsigned headers;            /* header fields in a request; default 100 -> 431 */
+    size_t uri_size;             /* request target; default 8k -> 414 */
+    uint64_t body_size;          /* request body; default 10m -> 413; 0 = no limit */
+    uint64_t header_timeout_ms;  /* to receive a whole head; default 10s -> 408 */
+    uint64_t body_timeout_ms;    /* between two reads of a request body; default 60s -> 408 */
+    uint64_t idle_timeout_ms;    /* keep-alive connection with no request; default 60s */
+    unsigned max_connections;    /* client connections, all workers together; default 10000 */
+};
+
+enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+/* `log { access PATH|stderr|off; error PATH|stderr; level error|warn|info|debug; }`
+ * Relative paths are relative to the directory of the main config file. */
+struct config_log {
+    char *access_path; /* NULL: off; "stderr"; or a path.  Default: off */
+    char *error_path;  /* "stderr" or a path.  Default: "stderr" */
+    enum log_level level; /* default LOG_INFO */
+};
+
+struct config {
+    atomic_uint refs;
+    char *path;                   /* the main file, as given */
+
+    struct config_listen *listens; /* at least one */
+    size_t nlistens;
+    unsigned workers;             /* `workers N|auto;` auto (default) = online CPUs */
+    uint64_t drain_timeout_ms;    /* `drain_timeout DUR;` default 10s: SIGTERM grace */
+
+    struct config_backend *backends;
+    size_t nbackends;
+
+    struct config_route *routes;  /* in file order, ROUTE_DEFAULT included */
+    size_t nroutes;
+
+    struct config_limits limits;
+    struct config_log log;
+
+    /* The file names the config was read from (main file and includes);
+     * config_pos.file points into these. */
+    char **files;
+    size_t nfiles;
+};
+
+/*
+ * config_load: read PATH (and what it includes), check it, and return a new
+ * config with one reference.  On failure returns NULL and writes one line
+ * into err (size errlen, always NUL-terminated), of the form
+ *     "FILE:LINE:COL: what is wrong, and what was expected"
+ * Unknown directives, missing or duplicate required values, values out of
+ * range, unknown backends, bad regexes and unresolvable hosts are errors.
+ */
+struct config *config_load(const char *path, char *err, size_t errlen);
+
+/*
+ * config_load_string: as config_load, but the main file's text is TEXT and
+ * NAME is the file name used in messages and for resolving relative includes
+ * and paths.  For tests and `tessera -t -`.
+ */
+struct config *config_load_string(const char *name, const char *text, char *err, size_t errlen);
+
+/* config_ref: take one more reference; returns cfg.  Thread-safe. */
+struct config *config_ref(struct config *cfg);
+
+/* config_release: drop a reference, free the config when it was the last,
+ * and set *cfgp to NULL.  Thread-safe; NULL-safe. */
+void config_release(struct config **cfgp);
+
+/* config_backend_find: the backend called NAME, or NULL. */
+struct config_backend *config_backend_find(const struct config *cfg, const char *name);
+
+/* log_level_name: "error", "warn", "info", "debug". */
+const char *log_level_name(enum log_level level);
+
+#endif
