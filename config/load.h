@@ -1,0 +1,104 @@
+/*
+ * config/load.h: what the pieces of the typed loader share.  Internal to
+ * config/: nothing outside this directory includes it.
+ *
+ * config/config.c walks the syntax tree and dispatches each directive to its
+ * handler (the table is config/directives.h); config/backend.c and
+ * config/route.c hold the handlers for those blocks.  Every handler either
+ * stores its value and returns true, or writes one error line through
+ * loader_error() and returns false; whatever it allocated is already owned
+ * by the config being built, so the caller frees all of it in one place.
+ */
+#ifndef TESSERA_CONFIG_LOAD_H
+#define TESSERA_CONFIG_LOAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "config/directives.h"
+#include "config/parser.h"
+
+enum config_context {
+#define CONFIG_CONTEXT_ENUM(ctx, name) CONFIG_CTX_##ctx,
+    CONFIG_CONTEXTS(CONFIG_CONTEXT_ENUM)
+#undef CONFIG_CONTEXT_ENUM
+};
+
+struct config_loader {
+    struct config *cfg;           /* being built; freed by the caller on failure */
+    const struct conf_tree *tree; /* read only */
+    char *err;
+    size_t errlen;
+    char *base_dir; /* absolute directory of the main file, made on first use */
+    size_t listens_cap;
+    size_t backends_cap;
+    size_t routes_cap;
+    const struct conf_arg **route_backends; /* per route: its `backend` argument */
+    size_t route_backends_cap;
+};
+
+/* What a route block's handlers fill in. */
+struct config_route_build {
+    struct config_route *route;
+    const struct conf_arg *backend; /* the argument of `backend NAME;`, NULL until seen */
+};
+
+/* A directive handler.  OBJ is the context's struct: struct config (main),
+ * struct config_backend, struct config_route_build, struct config_limits or
+ * struct config_log. */
+typedef bool config_handler_fn(struct config_loader *ld, const struct conf_directive *d, void *obj);
+
+#define CONFIG_HANDLER_DECL(ctx, name, min, max, shape, repeat, fn) config_handler_fn fn;
+CONFIG_DIRECTIVES(CONFIG_HANDLER_DECL)
+#undef CONFIG_HANDLER_DECL
+
+/* loader_walk: check and dispatch each of the N directives ITEMS, read in
+ * context CTX, to its handler with OBJ.  False on the first error. */
+bool loader_walk(struct config_loader *ld, enum config_context ctx,
+                 const struct conf_directive *items, size_t n, void *obj);
+
+/* loader_error: format "FILE:LINE:COL: message" into ld->err; returns false
+ * so that handlers can `return loader_error(...)`. */
+bool loader_error(struct config_loader *ld, const struct config_pos *pos, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* loader_oom: the error for a failed allocation at POS; returns false. */
+bool loader_oom(struct config_loader *ld, const struct config_pos *pos);
+
+/* loader_pos: POS (from the tree) with its file pointing into ld->cfg->files,
+ * so that the config does not depend on the tree. */
+struct config_pos loader_pos(const struct config_loader *ld, const struct config_pos *pos);
+
+/* loader_grow: make room for one more element in *ITEMS (N used, *CAP
+ * allocated, SIZE bytes each); the new element is zeroed.  False when out
+ * of memory (*ITEMS unchanged). */
+bool loader_grow(void **items, size_t n, size_t *cap, size_t size);
+
+/* loader_uint: A as a number in MIN..MAX for directive or parameter WHAT. */
+bool loader_uint(struct config_loader *ld, const struct conf_arg *a, const char *what, uint64_t min,
+                 uint64_t max, uint64_t *out);
+
+/* loader_duration: A as a duration in ms for WHAT; NONZERO rejects 0. */
+bool loader_duration(struct config_loader *ld, const struct conf_arg *a, const char *what,
+                     bool nonzero, uint64_t *out_ms);
+
+/* A "HOST:PORT" or "[IPV6]:PORT" argument split in place (no copies). */
+struct loader_hostport {
+    const char *host; /* without the brackets */
+    size_t hlen;
+    const char *port;
+    size_t plen;
+    bool bracketed;
+};
+
+/* loader_split_hostport: split TEXT; false when there is no ":PORT", the
+ * brackets do not match, or an unbracketed host contains ':'. */
+bool loader_split_hostport(const char *text, struct loader_hostport *hp);
+
+/* config_routes_resolve: point every route at its backend, now that all
+ * backends are known (config/route.c). */
+bool config_routes_resolve(struct config_loader *ld);
+
+#endif
