@@ -3,6 +3,7 @@
 
 BUILD   ?= build
 PREFIX  ?= /usr/local
+SYSCONFDIR ?= /etc
 CC      ?= gcc
 
 LLHTTP_SRC := /usr/share/llhttp
@@ -11,7 +12,8 @@ LLHTTP_INC := /usr/share/include/llhttp
 OPT      ?= -O2
 SAN      ?=
 CFLAGS   := -std=c11 $(OPT) -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread \
-            -I. -I$(LLHTTP_INC) $(SAN) $(EXTRA_CFLAGS)
+            -I. -I$(LLHTTP_INC) $(SAN) $(EXTRA_CFLAGS) \
+            -DTESSERA_DEFAULT_CONF='"$(SYSCONFDIR)/tessera/tessera.conf"'
 DEPFLAGS  = -MMD -MP
 LDFLAGS  := -pthread $(SAN)
 LIBS     := -lev -lpcre2-8 -lxxhash -lz -lbrotlienc -lbrotlidec -lm
@@ -119,11 +121,15 @@ bench: all
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
-	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/etc/tessera/conf.d
+	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/doc/tessera \
+	    $(DESTDIR)$(SYSCONFDIR)/tessera
 	install -m 755 $(BUILD)/tessera $(DESTDIR)$(PREFIX)/sbin/tessera
 	install -m 644 man/tessera.8 $(DESTDIR)$(PREFIX)/share/man/man8/tessera.8
 	install -m 644 man/tessera.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/tessera.conf.5
-	install -m 644 conf.d/tessera.conf $(DESTDIR)$(PREFIX)/etc/tessera/tessera.conf.example
+	install -m 644 conf.d/tessera.conf $(DESTDIR)$(PREFIX)/share/doc/tessera/tessera.conf.example
+	@# Never overwrite an operator's config.
+	test -e $(DESTDIR)$(SYSCONFDIR)/tessera/tessera.conf || \
+	    install -m 644 conf.d/tessera.conf $(DESTDIR)$(SYSCONFDIR)/tessera/tessera.conf
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

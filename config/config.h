@@ -72,6 +72,62 @@ enum route_match {
     ROUTE_DEFAULT, /* route default { ... }   when nothing else matches */
 };
 
+/* How the query string takes part in a cache key: `key { query MODE; }` */
+enum key_query {
+    KEY_QUERY_ALL,    /* the query as sent (default) */
+    KEY_QUERY_NONE,   /* ignored */
+    KEY_QUERY_SORTED, /* parameters sorted by name (then value), so ?a=1&b=2 == ?b=2&a=1 */
+    KEY_QUERY_ONLY,   /* only the listed parameters, sorted */
+    KEY_QUERY_EXCEPT, /* all but the listed parameters, sorted */
+};
+
+/* `client_cache_control safe|honor|ignore;`: which request Cache-Control
+ * directives a client may use to steer the shared cache.
+ *  safe (default): max-age, max-stale, min-fresh, only-if-cached and
+ *      no-store are honoured; no-cache (and Pragma: no-cache) is ignored, so
+ *      one client cannot make every request go to the application;
+ *  honor: all of them, no-cache included (RFC 9111 5.2.1 to the letter);
+ *  ignore: none of them. */
+enum client_cache_control { CLIENT_CC_SAFE, CLIENT_CC_HONOR, CLIENT_CC_IGNORE };
+
+#define CACHE_METHOD_GET 1u
+#define CACHE_METHOD_HEAD 2u
+
+/* The cache policy of a route (all directives live in the route block;
+ * `key { ... }` is a block inside it). */
+struct config_cache_policy {
+    bool enabled;                     /* `cache on|off;` default off */
+    uint64_t ttl_ms;                  /* `ttl DUR;` freshness when the origin gives none;
+                                       * default 0: not stored without explicit freshness
+                                       * or heuristics (RFC 9111 4.2.2) */
+    bool ttl_override_set;            /* `ttl_override DUR;` given */
+    uint64_t ttl_override_ms;         /*   freshness regardless of the origin's */
+    bool honor_cache_control;         /* `honor_cache_control on|off;` default on.  off: the
+                                       * response's max-age, s-maxage, Expires and no-cache
+                                       * are ignored and ttl applies; private, no-store and
+                                       * the Set-Cookie rule still hold */
+    uint64_t stale_while_revalidate_ms; /* `stale_while_revalidate DUR;` default 0 */
+    uint64_t stale_if_error_ms;       /* `stale_if_error DUR;` default 0 */
+    uint64_t max_object_size;         /* `max_object_size SIZE;` default 8m */
+    unsigned methods;                 /* `cache_methods GET HEAD;` CACHE_METHOD_* bits, default both */
+    enum key_query key_query;         /* `key { query ...; }` */
+    char **key_query_params;          /*   for ONLY / EXCEPT: names, as written */
+    size_t nkey_query_params;
+    char **key_headers;               /* `key { header NAME...; }` lower-cased */
+    size_t nkey_headers;
+    char **key_cookies;               /* `key { cookie NAME...; }` as written (case-sensitive) */
+    size_t nkey_cookies;
+    bool cache_cookies;               /* `cache_cookies on|off;` default off */
+    bool cache_authorized;            /* `cache_authorized on|off;` default off */
+    char *tags_header;                /* `tags_header NAME;` default "Surrogate-Key" */
+    enum client_cache_control client_cc; /* `client_cache_control ...;` default safe */
+    bool coalesce;                    /* `coalesce on|off;` default on */
+    uint64_t coalesce_timeout_ms;     /* `coalesce_timeout DUR;` default 10s */
+    unsigned max_variants;            /* `max_variants N;` Vary variants per key, default 16 */
+    char *status_header;              /* `cache_status_header NAME|off;` default "X-Cache";
+                                       * NULL when off */
+};
+
 /* `route MATCH { backend NAME; host NAME; }` */
 struct config_route {
     enum route_match match;
@@ -81,6 +137,7 @@ struct config_route {
     char *host;         /* lower-case, without port; NULL: any host */
     struct config_backend *backend; /* points into config->backends */
     unsigned index;     /* position in file order, 0-based */
+    struct config_cache_policy cache;
     struct config_pos pos;
 };
 
@@ -123,6 +180,8 @@ struct config {
 
     struct config_limits limits;
     struct config_log log;
+    uint64_t cache_memory;        /* `cache { memory SIZE; }` default 256m: the memory store's
+                                   * bound, headers, bodies and bookkeeping counted */
 
     /* The file names the config was read from (main file and includes);
      * config_pos.file points into these. */
