@@ -350,10 +350,17 @@ static void request_reset(struct client *c)
     c->resp_body = 0;
     c->verdict = (struct http_verdict){0, NULL};
     c->upstream_time = -1;
-    if (c->wc != c->w->wcfg) { /* a reload happened: later requests use it */
+}
+
+/* A request starts: it runs under the worker's newest config (a reload
+ * while the connection was idle or busy applies from here on). */
+static void request_begin(struct client *c)
+{
+    if (c->wc != c->w->wcfg) {
         wcfg_release(&c->wc);
         c->wc = wcfg_ref(c->w->wcfg);
     }
+    c->t_start = ev_now(c->w->loop);
 }
 
 /* Drop the bytes of the finished request from `in`, keeping what follows
@@ -394,7 +401,7 @@ static void request_end(struct client *c)
         return;
     }
     client_set_state(c, CS_HEAD);
-    c->t_start = ev_now(c->w->loop);
+    request_begin(c);
     client_parse(c);
 }
 
@@ -959,7 +966,7 @@ static void read_cb(struct ev_loop *loop, ev_io *io, int revents)
     c->t_activity = ev_now(c->w->loop);
     if (c->state == CS_IDLE) {
         client_set_state(c, CS_HEAD);
-        c->t_start = c->t_activity;
+        request_begin(c);
     }
     client_parse(c);
 }

@@ -114,11 +114,14 @@ static bool start_workers(struct tessera *t, char *err, size_t errlen)
     int *fds = calloc((size_t)t->nworkers * n, sizeof *fds);
     t->workers = calloc(t->nworkers, sizeof *t->workers);
     if (!fds || !t->workers) {
+        t->nworkers = 0;
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (!listeners_open(cfg, t->nworkers, fds, err, errlen))
+    if (!listeners_open(cfg, t->nworkers, fds, err, errlen)) {
+        t->nworkers = 0; /* none started: nothing to drain or join */
         goto fail;
+    }
     for (size_t i = 0; i < n; i++) {
         const struct config_listen *l = &cfg->listens[i];
         if (l->addr.ss_family == AF_INET6)

@@ -3,7 +3,7 @@
  *
  * Each worker runs one libev loop.  Watchers per worker: one ev_io per
  * listening socket, the ev_async the main thread pokes (new config,
- * drain), an ev_check that frees connections closed during the iteration,
+ * drain), an ev_idle that frees connections closed during the iteration,
  * and the drain deadline timer.
  *
  * Locking: the main thread writes pending_cfg and drain_requested (atomics)
@@ -30,10 +30,11 @@
 
 static atomic_uint connections;
 
-/* Per worker, set by worker_start; kept outside struct worker to keep that
- * header free of libev watcher types it does not need to expose. */
+/* Per worker thread: connections closed during this loop iteration wait
+ * here until the idle watcher frees them, after every callback that might
+ * still hold a pointer has returned. */
 struct worker_private {
-    ev_check reaper;
+    ev_idle reaper;
     struct client *dead;
 };
 
@@ -124,12 +125,14 @@ void worker_client_closed(struct worker *w, struct client *c)
     w->nclients--;
     atomic_fetch_sub(&connections, 1);
     client_link(&self->dead, c);
+    ev_idle_start(w->loop, &self->reaper);
 }
 
-static void reaper_cb(struct ev_loop *loop, ev_check *check, int revents)
+static void reaper_cb(struct ev_loop *loop, ev_idle *idle, int revents)
 {
     (void)revents;
-    struct worker *w = check->data;
+    struct worker *w = idle->data;
+    ev_idle_stop(loop, idle);
     while (self->dead) {
         struct client *c = self->dead;
         client_unlink(&self->dead, c);
@@ -187,8 +190,8 @@ static void start_draining(struct worker *w)
                   (ev_tstamp)w->wcfg->cfg->drain_timeout_ms / 1000.0, 0);
     w->drain_timer.data = w;
     ev_timer_start(w->loop, &w->drain_timer);
-    /* Wake the reaper even when nothing else happens. */
-    ev_feed_event(w->loop, &self->reaper, EV_CHECK);
+    /* Let the reaper see an empty worker even when nothing else happens. */
+    ev_idle_start(w->loop, &self->reaper);
 }
 
 static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
@@ -226,12 +229,11 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     struct worker_private priv = {0};
     self = &priv;
-    ev_check_init(&priv.reaper, reaper_cb);
+    ev_idle_init(&priv.reaper, reaper_cb);
     priv.reaper.data = w;
-    ev_check_start(w->loop, &priv.reaper);
     ev_run(w->loop, 0);
     worker_cleanup(w);
-    ev_check_stop(w->loop, &priv.reaper);
+    ev_idle_stop(w->loop, &priv.reaper);
     self = NULL;
     return NULL;
 }
