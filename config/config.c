@@ -5,7 +5,8 @@
  * loader_walk() looks each directive up in the table of config/directives.h,
  * checks its context, argument count, block and repetition, and calls its
  * handler, which checks and stores the value.  The main-context, limits and
- * log handlers live here; backend and route blocks have their own files.
+ * log handlers live here; backend and route blocks and the cache directives
+ * (config/cache.c) have their own files.
  * Route backends are resolved at the end, so a route may name a backend
  * defined after it.  The config copies every string it keeps, file names
  * included, so the tree is freed before config_load() returns.  On any error
@@ -32,6 +33,7 @@
 
 #define KIB 1024ull
 #define MIB (1024ull * 1024)
+#define GIB (1024ull * 1024 * 1024)
 #define WORKERS_MAX 256
 
 enum shape { VALUE, BLOCK };
@@ -134,6 +136,51 @@ bool loader_duration(struct config_loader *ld, const struct conf_arg *a, const c
     if (nonzero && v == 0)
         return loader_error(ld, &a->pos, "'%s' must be greater than 0", what);
     *out_ms = v;
+    return true;
+}
+
+/* "1k", "1m", "1g", "256": the shortest exact spelling of N, for messages. */
+static const char *size_text(uint64_t n, char *buf, size_t len)
+{
+    if (n && n % GIB == 0)
+        snprintf(buf, len, "%llug", (unsigned long long)(n / GIB));
+    else if (n && n % MIB == 0)
+        snprintf(buf, len, "%llum", (unsigned long long)(n / MIB));
+    else if (n && n % KIB == 0)
+        snprintf(buf, len, "%lluk", (unsigned long long)(n / KIB));
+    else
+        snprintf(buf, len, "%llu", (unsigned long long)n);
+    return buf;
+}
+
+bool loader_size(struct config_loader *ld, const struct conf_arg *a, const char *what, uint64_t min,
+                 uint64_t max, uint64_t *out)
+{
+    char lo[24], hi[24];
+    uint64_t v = 0;
+
+    if (!units_parse_size(a->text, a->len, &v))
+        return loader_error(ld, &a->pos,
+                            "invalid size '%s' for '%s' (expected a number with optional k, m "
+                            "or g)",
+                            a->text, what);
+    if (v < min || v > max)
+        return loader_error(ld, &a->pos, "size '%s' for '%s' is out of range (expected %s to %s)",
+                            a->text, what, size_text(min, lo, sizeof lo),
+                            size_text(max, hi, sizeof hi));
+    *out = v;
+    return true;
+}
+
+bool loader_on_off(struct config_loader *ld, const struct conf_arg *a, const char *what, bool *out)
+{
+    if (strcmp(a->text, "on") == 0)
+        *out = true;
+    else if (strcmp(a->text, "off") == 0)
+        *out = false;
+    else
+        return loader_error(ld, &a->pos, "invalid value '%s' for '%s' (expected on or off)",
+                            a->text, what);
     return true;
 }
 
@@ -386,36 +433,10 @@ bool config_main_log(struct config_loader *ld, const struct conf_directive *d, v
 
 /* ---- limits ---- */
 
-/* "1k", "1m", "256": the shortest exact spelling of N, for messages. */
-static const char *size_text(uint64_t n, char *buf, size_t len)
-{
-    if (n && n % MIB == 0)
-        snprintf(buf, len, "%llum", (unsigned long long)(n / MIB));
-    else if (n && n % KIB == 0)
-        snprintf(buf, len, "%lluk", (unsigned long long)(n / KIB));
-    else
-        snprintf(buf, len, "%llu", (unsigned long long)n);
-    return buf;
-}
-
 static bool limit_size(struct config_loader *ld, const struct conf_directive *d, uint64_t min,
                        uint64_t max, uint64_t *out)
 {
-    const struct conf_arg *a = &d->args[0];
-    char lo[24], hi[24];
-    uint64_t v = 0;
-
-    if (!units_parse_size(a->text, a->len, &v))
-        return loader_error(ld, &a->pos,
-                            "invalid size '%s' for '%s' (expected a number with optional k, m "
-                            "or g)",
-                            a->text, d->name.text);
-    if (v < min || v > max)
-        return loader_error(ld, &a->pos, "size '%s' for '%s' is out of range (expected %s to %s)",
-                            a->text, d->name.text, size_text(min, lo, sizeof lo),
-                            size_text(max, hi, sizeof hi));
-    *out = v;
-    return true;
+    return loader_size(ld, &d->args[0], d->name.text, min, max, out);
 }
 
 bool config_limits_header_size(struct config_loader *ld, const struct conf_directive *d, void *obj)
@@ -626,6 +647,7 @@ static void free_config(struct config *cfg)
         free(cfg->routes[i].pattern);
         pcre2_code_free(cfg->routes[i].regex);
         free(cfg->routes[i].host);
+        config_cache_policy_clear(&cfg->routes[i].cache);
     }
     free(cfg->routes);
     free(cfg->listens);
@@ -680,6 +702,7 @@ static void set_defaults(struct config *cfg)
         .max_connections = 10000,
     };
     cfg->log.level = LOG_INFO;
+    cfg->cache_memory = 256 * MIB;
 }
 
 /* A new config with defaults, the main path and copies of the tree's file

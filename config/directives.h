@@ -16,13 +16,20 @@
 #ifndef TESSERA_CONFIG_DIRECTIVES_H
 #define TESSERA_CONFIG_DIRECTIVES_H
 
+/* The most arguments one list directive (`query only ...`, `header ...`,
+ * `cookie ...`) takes: the table needs a maximum.  Not a limit on the list
+ * itself, since `header` and `cookie` may repeat. */
+#define CONFIG_LIST_MAX 64
+
 /* X(CONTEXT, "name used in messages") */
 #define CONFIG_CONTEXTS(X)                                                                         \
     X(MAIN, "main")                                                                                \
     X(BACKEND, "backend")                                                                          \
     X(ROUTE, "route")                                                                              \
     X(LIMITS, "limits")                                                                            \
-    X(LOG, "log")
+    X(LOG, "log")                                                                                  \
+    X(CACHE, "cache")                                                                              \
+    X(KEY, "key")
 
 #define CONFIG_DIRECTIVES(X)                                                                       \
     X(MAIN, "listen", 1, 1, VALUE, MANY, config_main_listen)                                       \
@@ -32,12 +39,30 @@
     X(MAIN, "route", 1, 2, BLOCK, MANY, config_main_route)                                         \
     X(MAIN, "limits", 0, 0, BLOCK, ONCE, config_main_limits)                                       \
     X(MAIN, "log", 0, 0, BLOCK, ONCE, config_main_log)                                             \
+    X(MAIN, "cache", 0, 0, BLOCK, ONCE, config_main_cache)                                         \
     X(BACKEND, "server", 1, 4, VALUE, MANY, config_backend_server)                                 \
     X(BACKEND, "connect_timeout", 1, 1, VALUE, ONCE, config_backend_connect_timeout)               \
     X(BACKEND, "read_timeout", 1, 1, VALUE, ONCE, config_backend_read_timeout)                     \
     X(BACKEND, "keepalive", 1, 1, VALUE, ONCE, config_backend_keepalive)                           \
     X(ROUTE, "backend", 1, 1, VALUE, ONCE, config_route_backend)                                   \
     X(ROUTE, "host", 1, 1, VALUE, ONCE, config_route_host)                                         \
+    X(ROUTE, "cache", 1, 1, VALUE, ONCE, config_route_cache)                                       \
+    X(ROUTE, "ttl", 1, 1, VALUE, ONCE, config_route_ttl)                                           \
+    X(ROUTE, "ttl_override", 1, 1, VALUE, ONCE, config_route_ttl_override)                         \
+    X(ROUTE, "honor_cache_control", 1, 1, VALUE, ONCE, config_route_honor_cache_control)           \
+    X(ROUTE, "stale_while_revalidate", 1, 1, VALUE, ONCE, config_route_stale_while_revalidate)     \
+    X(ROUTE, "stale_if_error", 1, 1, VALUE, ONCE, config_route_stale_if_error)                     \
+    X(ROUTE, "max_object_size", 1, 1, VALUE, ONCE, config_route_max_object_size)                   \
+    X(ROUTE, "cache_methods", 1, 2, VALUE, ONCE, config_route_cache_methods)                       \
+    X(ROUTE, "key", 0, 0, BLOCK, ONCE, config_route_key)                                           \
+    X(ROUTE, "cache_cookies", 1, 1, VALUE, ONCE, config_route_cache_cookies)                       \
+    X(ROUTE, "cache_authorized", 1, 1, VALUE, ONCE, config_route_cache_authorized)                 \
+    X(ROUTE, "tags_header", 1, 1, VALUE, ONCE, config_route_tags_header)                           \
+    X(ROUTE, "client_cache_control", 1, 1, VALUE, ONCE, config_route_client_cache_control)         \
+    X(ROUTE, "coalesce", 1, 1, VALUE, ONCE, config_route_coalesce)                                 \
+    X(ROUTE, "coalesce_timeout", 1, 1, VALUE, ONCE, config_route_coalesce_timeout)                 \
+    X(ROUTE, "max_variants", 1, 1, VALUE, ONCE, config_route_max_variants)                         \
+    X(ROUTE, "cache_status_header", 1, 1, VALUE, ONCE, config_route_cache_status_header)           \
     X(LIMITS, "header_size", 1, 1, VALUE, ONCE, config_limits_header_size)                         \
     X(LIMITS, "headers", 1, 1, VALUE, ONCE, config_limits_headers)                                 \
     X(LIMITS, "uri_size", 1, 1, VALUE, ONCE, config_limits_uri_size)                               \
@@ -48,6 +73,10 @@
     X(LIMITS, "max_connections", 1, 1, VALUE, ONCE, config_limits_max_connections)                 \
     X(LOG, "access", 1, 1, VALUE, ONCE, config_log_access)                                         \
     X(LOG, "error", 1, 1, VALUE, ONCE, config_log_error)                                           \
-    X(LOG, "level", 1, 1, VALUE, ONCE, config_log_level)
+    X(LOG, "level", 1, 1, VALUE, ONCE, config_log_level)                                           \
+    X(CACHE, "memory", 1, 1, VALUE, ONCE, config_cache_memory)                                     \
+    X(KEY, "query", 1, CONFIG_LIST_MAX, VALUE, ONCE, config_key_query)                             \
+    X(KEY, "header", 1, CONFIG_LIST_MAX, VALUE, MANY, config_key_header)                           \
+    X(KEY, "cookie", 1, CONFIG_LIST_MAX, VALUE, MANY, config_key_cookie)
 
 #endif

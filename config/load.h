@@ -4,7 +4,8 @@
  *
  * config/config.c walks the syntax tree and dispatches each directive to its
  * handler (the table is config/directives.h); config/backend.c and
- * config/route.c hold the handlers for those blocks.  Every handler either
+ * config/route.c hold the handlers for those blocks, config/cache.c the
+ * cache policy of a route and the top-level `cache` block.  Every handler either
  * stores its value and returns true, or writes one error line through
  * loader_error() and returns false; whatever it allocated is already owned
  * by the config being built, so the caller frees all of it in one place.
@@ -45,9 +46,9 @@ struct config_route_build {
     const struct conf_arg *backend; /* the argument of `backend NAME;`, NULL until seen */
 };
 
-/* A directive handler.  OBJ is the context's struct: struct config (main),
- * struct config_backend, struct config_route_build, struct config_limits or
- * struct config_log. */
+/* A directive handler.  OBJ is the context's struct: struct config (main
+ * and cache), struct config_backend, struct config_route_build, struct
+ * config_limits, struct config_log or struct config_cache_policy (key). */
 typedef bool config_handler_fn(struct config_loader *ld, const struct conf_directive *d, void *obj);
 
 #define CONFIG_HANDLER_DECL(ctx, name, min, max, shape, repeat, fn) config_handler_fn fn;
@@ -84,6 +85,13 @@ bool loader_uint(struct config_loader *ld, const struct conf_arg *a, const char 
 bool loader_duration(struct config_loader *ld, const struct conf_arg *a, const char *what,
                      bool nonzero, uint64_t *out_ms);
 
+/* loader_size: A as a size in bytes, MIN..MAX, for directive WHAT. */
+bool loader_size(struct config_loader *ld, const struct conf_arg *a, const char *what, uint64_t min,
+                 uint64_t max, uint64_t *out);
+
+/* loader_on_off: A as `on` (true) or `off` (false) for directive WHAT. */
+bool loader_on_off(struct config_loader *ld, const struct conf_arg *a, const char *what, bool *out);
+
 /* A "HOST:PORT" or "[IPV6]:PORT" argument split in place (no copies). */
 struct loader_hostport {
     const char *host; /* without the brackets */
@@ -96,6 +104,15 @@ struct loader_hostport {
 /* loader_split_hostport: split TEXT; false when there is no ":PORT", the
  * brackets do not match, or an unbracketed host contains ':'. */
 bool loader_split_hostport(const char *text, struct loader_hostport *hp);
+
+/* config_cache_policy_init: the defaults of config.h in P (a zeroed struct),
+ * before a route's directives are read.  False when out of memory; what was
+ * allocated is owned by P either way. */
+bool config_cache_policy_init(struct config_cache_policy *p);
+
+/* config_cache_policy_clear: free what P owns and zero it.  Safe on a
+ * zeroed or half-initialised policy (config/cache.c). */
+void config_cache_policy_clear(struct config_cache_policy *p);
 
 /* config_routes_resolve: point every route at its backend, now that all
  * backends are known (config/route.c). */

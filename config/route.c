@@ -1,5 +1,6 @@
 /*
- * config/route.c: the `route MATCH { backend NAME; host NAME; }` blocks.
+ * config/route.c: the `route MATCH { backend NAME; host NAME; ... }` blocks
+ * (the cache directives of a route are config/cache.c's).
  *
  * A route's pattern is checked, and a regex compiled with PCRE2 (then
  * JIT-compiled when the platform allows; the interpreter is the fallback),
@@ -138,6 +139,9 @@ bool config_main_route(struct config_loader *ld, const struct conf_directive *d,
     r->index = (unsigned)cfg->nroutes;
     r->pos = loader_pos(ld, &d->name.pos);
     cfg->nroutes++;
+    /* Every route has a cache policy, cache directives or not. */
+    if (!config_cache_policy_init(&r->cache))
+        return loader_oom(ld, &d->name.pos);
     pattern = route_match(ld, d, r, &ok);
     if (!ok || (pattern && !route_pattern(ld, pattern, r)))
         return false;

@@ -81,6 +81,8 @@ struct client {
     const struct config_route *route;
     struct upstream *up;
     struct buf uphead; /* the upstream request head, kept for a retry */
+    struct buf upbody; /* body bytes parsed before the upstream was opened */
+    bool want_upstream; /* head accepted: open the upstream after this parse */
     int retries;
     bool head_request;
     bool idempotent;
@@ -339,6 +341,8 @@ static void request_reset(struct client *c)
     c->in_value = false;
     buf_reset(&c->trailers);
     buf_reset(&c->uphead);
+    buf_release(&c->upbody);
+    c->want_upstream = false;
     c->route = NULL;
     c->retries = 0;
     c->head_request = c->idempotent = c->keep_alive = false;
@@ -509,8 +513,10 @@ static void up_on_done(void *owner)
     client_flush(c);
 }
 
-static bool request_retryable(const struct client *c, enum upstream_failure failure, bool reused)
+static bool request_retryable(const struct client *c, const struct upstream_error *err)
 {
+    enum upstream_failure failure = err->failure;
+    bool reused = err->reused;
     if (!c->idempotent || c->req_framing != FRAMING_NONE || c->resp_started)
         return false;
     if (failure == UPSTREAM_NO_SERVER || failure == UPSTREAM_BAD_RESPONSE)
@@ -522,13 +528,16 @@ static bool request_retryable(const struct client *c, enum upstream_failure fail
 
 static bool upstream_start(struct client *c, int avoid);
 
-static void up_on_error(void *owner, enum upstream_failure failure, bool started)
+static int upstream_failure_status(enum upstream_failure failure)
+{
+    return failure == UPSTREAM_TIMEOUT || failure == UPSTREAM_CONNECT_TIMEOUT ? 504 : 502;
+}
+
+static void up_on_error(void *owner, const struct upstream_error *err)
 {
     struct client *c = owner;
-    int avoid = c->up ? upstream_server_index(c->up) : -1;
-    bool reused = c->up ? upstream_reused(c->up) : false;
     c->up = NULL;
-    if (started) {
+    if (err->started) {
         /* Mid-body: flush what we have, then cut the connection so the
          * client sees an incomplete message, never a complete wrong one. */
         c->close_after = true;
@@ -538,16 +547,15 @@ static void up_on_error(void *owner, enum upstream_failure failure, bool started
         client_flush(c);
         return;
     }
-    if (request_retryable(c, failure, reused)) {
+    if (request_retryable(c, err)) {
         c->retries++;
-        log_info("retrying %s request after: %s", c->idempotent ? "idempotent" : "",
-                 upstream_failure_name(failure));
-        if (upstream_start(c, avoid))
+        log_info("retrying the request after: %s", upstream_failure_name(err->failure));
+        if (upstream_start(c, err->server))
             return;
-        failure = UPSTREAM_NO_SERVER;
     }
-    bool timeout = failure == UPSTREAM_TIMEOUT || failure == UPSTREAM_CONNECT_TIMEOUT;
-    client_error(c, timeout ? 504 : 502, upstream_failure_name(failure));
+    /* The first failure is the one to report: a retry that found no other
+     * server does not turn a timeout into a 502. */
+    client_error(c, upstream_failure_status(err->failure), upstream_failure_name(err->failure));
 }
 
 static void up_on_drained(void *owner)
@@ -568,8 +576,11 @@ static const struct upstream_handler upstream_handler = {
     .on_drained = up_on_drained,
 };
 
-/* Open an upstream for the current request and queue its head; a retry
- * passes the server to avoid.  False when no server is available. */
+/* Open an upstream for the current request and queue its head and the
+ * body bytes parsed so far; a retry passes the server to avoid.  False when
+ * no server is available.  Never called from inside llhttp: the bytes of
+ * one read are all parsed first, so a request whose framing breaks within
+ * them never reaches the upstream. */
 static bool upstream_start(struct client *c, int avoid)
 {
     c->t_upstream = ev_now(c->w->loop);
@@ -578,9 +589,23 @@ static bool upstream_start(struct client *c, int avoid)
     if (!c->up)
         return false;
     upstream_write(c->up, c->uphead.data, c->uphead.len);
+    if (buf_pending(&c->upbody) > 0) {
+        upstream_write(c->up, c->upbody.data + c->upbody.off, buf_pending(&c->upbody));
+        buf_release(&c->upbody);
+    }
     if (c->req_done)
         upstream_request_done(c->up);
     return true;
+}
+
+/* Body bytes for the upstream: straight to it once it exists, else kept
+ * until upstream_start (at most one read's worth). */
+static void upstream_send(struct client *c, const void *p, size_t n)
+{
+    if (c->up)
+        upstream_write(c->up, p, n);
+    else if (c->want_upstream)
+        buf_append(&c->upbody, p, n);
 }
 
 /* ---- request head ------------------------------------------------------- */
@@ -673,6 +698,10 @@ static bool request_head_complete(struct client *c)
         return false;
     }
     c->head_end = (size_t)(end - base) + 4;
+    if (c->head_end - c->head_start > c->wc->cfg->limits.header_size) {
+        c->verdict = (struct http_verdict){431, "request head is larger than the limit"};
+        return false;
+    }
     c->verdict = http_check_request(base, &c->req);
     if (c->verdict.status)
         return false;
@@ -713,10 +742,7 @@ static bool request_head_complete(struct client *c)
         return false;
     }
     client_set_state(c, CS_PROXY);
-    if (!upstream_start(c, -1)) {
-        c->verdict = (struct http_verdict){502, upstream_failure_name(UPSTREAM_NO_SERVER)};
-        return false;
-    }
+    c->want_upstream = true; /* started by client_parse once this read is parsed */
     return true;
 }
 
@@ -829,16 +855,14 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
         c->verdict = (struct http_verdict){413, "request body is larger than the limit"};
         return -1;
     }
-    if (!c->up)
-        return 0; /* retrying or failed: the body is not replayable */
     if (c->req_framing == FRAMING_CHUNKED) {
         char size[32];
         int len = snprintf(size, sizeof size, "%zx\r\n", n);
-        upstream_write(c->up, size, (size_t)len);
-        upstream_write(c->up, at, n);
-        upstream_write(c->up, "\r\n", 2);
+        upstream_send(c, size, (size_t)len);
+        upstream_send(c, at, n);
+        upstream_send(c, "\r\n", 2);
     } else {
-        upstream_write(c->up, at, n);
+        upstream_send(c, at, n);
     }
     return 0;
 }
@@ -847,12 +871,12 @@ static int on_message_complete(llhttp_t *p)
 {
     struct client *c = parser_client(p);
     c->req_done = true;
-    if (c->up && c->req_framing == FRAMING_CHUNKED) {
-        upstream_write(c->up, "0\r\n", 3);
+    if (c->req_framing == FRAMING_CHUNKED) {
+        upstream_send(c, "0\r\n", 3);
         if (c->in_value)
             buf_append(&c->trailers, "\r\n", 2);
-        upstream_write(c->up, c->trailers.data, c->trailers.len);
-        upstream_write(c->up, "\r\n", 2);
+        upstream_send(c, c->trailers.data, c->trailers.len);
+        upstream_send(c, "\r\n", 2);
     }
     if (c->up)
         upstream_request_done(c->up);
@@ -900,6 +924,18 @@ static void parse_failed(struct client *c, llhttp_errno_t err)
     client_error(c, 400, why && *why ? why : "malformed request");
 }
 
+/* The head (and whatever body this read held) parsed cleanly: open the
+ * upstream.  False when the request was answered instead. */
+static bool client_start_forwarding(struct client *c)
+{
+    c->want_upstream = false;
+    if (upstream_start(c, -1))
+        return true;
+    buf_release(&c->upbody);
+    client_error(c, 502, upstream_failure_name(UPSTREAM_NO_SERVER));
+    return false;
+}
+
 static void client_parse(struct client *c)
 {
     while (c->state == CS_HEAD || (c->state == CS_PROXY && !c->req_done)) {
@@ -914,13 +950,15 @@ static void client_parse(struct client *c)
             return;
         size_t used = err == HPE_OK ? n : (size_t)(llhttp_get_error_pos(&c->parser) - p);
         c->parsed += used;
-        if (err == HPE_PAUSED)
-            break;
-        if (err != HPE_OK) {
+        if (err != HPE_OK && err != HPE_PAUSED) {
             parse_failed(c, err);
             return;
         }
         in_drop_body(c);
+        if (c->want_upstream && !client_start_forwarding(c))
+            return;
+        if (err == HPE_PAUSED)
+            break;
     }
     if (c->state == CS_DEAD || c->state == CS_CLOSING)
         return;
@@ -1081,6 +1119,7 @@ void client_destroy(struct client *c)
     buf_release(&c->out);
     buf_release(&c->trailers);
     buf_release(&c->uphead);
+    buf_release(&c->upbody);
     http_head_free(&c->req);
     free(c);
 }

@@ -83,6 +83,7 @@ struct upstream {
     bool aborted;    /* the owner let go while busy */
     bool failed;     /* a callback found the response unacceptable */
     bool refused;    /* connect(2) failed at once */
+    bool leftover;   /* bytes followed the response */
 };
 
 static void upstream_free(struct upstream *up);
@@ -253,7 +254,7 @@ static void timeout_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void upstream_finish(struct upstream *up)
 {
     bool reusable = llhttp_should_keep_alive(&up->parser) && up->request_done &&
-                    buf_pending(&up->out) == 0 && buf_pending(&up->in) == 0 && !up->interim &&
+                    buf_pending(&up->out) == 0 && !up->leftover && !up->interim &&
                     up->pool->nidle < up->backend->keepalive && !up->w->draining;
     const struct upstream_handler *h = up->h;
     void *owner = up->owner;
@@ -285,6 +286,7 @@ static void upstream_fail(struct upstream *up, enum upstream_failure failure)
     const struct upstream_handler *h = up->h;
     void *owner = up->owner;
     bool started = up->final_head;
+    struct upstream_error err = {failure, started, up->reused, up->server};
     bool stale_pooled = up->reused && !started && failure == UPSTREAM_CLOSED;
     /* A pooled connection the server closed while idle is not the server
      * failing; anything else before a response counts against it. */
@@ -295,7 +297,7 @@ static void upstream_fail(struct upstream *up, enum upstream_failure failure)
     up->h = NULL;
     up->owner = NULL;
     upstream_free(up);
-    h->on_error(owner, failure, started);
+    h->on_error(owner, &err);
 }
 
 /* ---- idle pooled connections ------------------------------------------- */
@@ -483,9 +485,9 @@ static bool parse(struct upstream *up, const char *p, size_t n, bool eof)
     }
     if (err == HPE_PAUSED && up->complete) {
         size_t used = (size_t)(llhttp_get_error_pos(&up->parser) - p);
+        /* Bytes after the response: the server is confused; never reuse. */
+        up->leftover = !eof && used < n;
         buf_reset(&up->in);
-        if (!eof && used < n)
-            buf_append(&up->in, p + used, n - used); /* makes it non-reusable */
         upstream_finish(up);
         return true;
     }
@@ -638,7 +640,7 @@ static void upstream_prepare(struct upstream *up, const struct upstream_handler 
     up->owner = owner;
     up->head_request = head_request;
     up->request_done = up->paused = up->interim = up->final_head = false;
-    up->complete = up->busy = up->aborted = up->failed = up->refused = false;
+    up->complete = up->busy = up->aborted = up->failed = up->refused = up->leftover = false;
     llhttp_init(&up->parser, HTTP_RESPONSE, &parser_settings);
     up->parser.data = up;
     http_head_reset(&up->head);

@@ -34,6 +34,13 @@ enum upstream_failure {
     UPSTREAM_BAD_RESPONSE,    /* unparsable or oversized response head */
 };
 
+struct upstream_error {
+    enum upstream_failure failure;
+    bool started; /* a final response head had been delivered */
+    bool reused;  /* the connection came from the keep-alive pool */
+    int server;   /* index of the server in its backend, -1 if none */
+};
+
 struct upstream_handler {
     /* A response head: interim (1xx) or final.  base holds the bytes the
      * spans point into, valid during the call.  Return false to abort. */
@@ -44,9 +51,9 @@ struct upstream_handler {
     void (*on_trailers)(void *owner, const char *base, const struct http_head *trailers);
     /* The final response ended; the upstream is gone. */
     void (*on_done)(void *owner);
-    /* The exchange failed; started tells whether a final head was
-     * delivered.  The upstream is gone. */
-    void (*on_error)(void *owner, enum upstream_failure failure, bool started);
+    /* The exchange failed.  The upstream is gone: what the owner may need
+     * to know about it comes in err. */
+    void (*on_error)(void *owner, const struct upstream_error *err);
     /* The request bytes written so far have been sent: more may follow. */
     void (*on_drained)(void *owner);
 };

@@ -1,7 +1,8 @@
 /*
  * tests/unit/config/config.c: the typed config (config/config.c,
  * config/backend.c, config/route.c): every directive, its default, its range
- * and the exact text of each error.  Also checks that the shipped
+ * and the exact text of each error.  The cache directives (config/cache.c)
+ * are tested in tests/unit/config/cache.c.  Also checks that the shipped
  * conf.d/tessera.conf loads and that man/tessera.conf.5 documents every
  * directive of config/directives.h.
  */
@@ -317,8 +318,8 @@ static void test_unknown_directives(void **state)
                  "t.conf:3:3: unknown directive 'lisen' in the main context");
     expect_error(LISTEN "backend a { serve x:1; }",
                  "t.conf:2:13: unknown directive 'serve' in the backend context");
-    expect_error(LISTEN APP "route / { backend app; cache on; }",
-                 "t.conf:3:24: unknown directive 'cache' in the route context");
+    expect_error(LISTEN APP "route / { backend app; caching on; }",
+                 "t.conf:3:24: unknown directive 'caching' in the route context");
     expect_error(LISTEN "limits { body 1; }",
                  "t.conf:2:10: unknown directive 'body' in the limits context");
     expect_error(LISTEN "log { format x; }",
