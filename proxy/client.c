@@ -32,6 +32,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <llhttp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -40,9 +41,12 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include "cache/store.h"
 #include "proxy/buf.h"
+#include "proxy/cachepath.h"
 #include "proxy/forward.h"
 #include "proxy/http.h"
 #include "proxy/log.h"
@@ -55,6 +59,19 @@
 #define UP_HIGH_WATER (256 * 1024)
 
 enum client_state { CS_IDLE, CS_HEAD, CS_PROXY, CS_CLOSING, CS_DEAD };
+
+/* What a parsed head asked for, done once llhttp has returned (never from
+ * inside its callbacks). */
+enum request_action { ACT_NONE, ACT_FORWARD, ACT_HIT, ACT_WAIT, ACT_ERROR };
+
+struct target {
+    const char *path; /* origin-form: "/a/b?q" */
+    size_t path_len;
+    size_t route_len; /* path without the query */
+    const char *host;
+    size_t host_len;
+};
+
 
 struct client {
     struct client *next, *prev;
@@ -82,7 +99,10 @@ struct client {
     struct upstream *up;
     struct buf uphead; /* the upstream request head, kept for a retry */
     struct buf upbody; /* body bytes parsed before the upstream was opened */
-    bool want_upstream; /* head accepted: open the upstream after this parse */
+    enum request_action action; /* pending after this parse */
+    struct cache_req cr;        /* the cache's part in the request */
+    size_t hit_off;             /* body bytes of cr.obj written so far */
+    bool hit_body;              /* the hit's body is being written */
     int retries;
     bool head_request;
     bool idempotent;
@@ -105,6 +125,12 @@ struct client {
 };
 
 static void client_close(struct client *c);
+
+static int64_t now_ms(const struct client *c)
+{
+    return (int64_t)(ev_now(c->w->loop) * 1000.0);
+}
+
 static void client_parse(struct client *c);
 static void client_flush(struct client *c);
 static void client_arm(struct client *c);
@@ -179,7 +205,47 @@ static void client_write_chunk(struct client *c, const char *p, size_t n)
 
 static bool client_writing(const struct client *c)
 {
-    return buf_pending(&c->out) > 0;
+    return buf_pending(&c->out) > 0 || c->hit_body;
+}
+
+enum write_result { WRITE_DONE, WRITE_BLOCKED, WRITE_FAILED };
+
+/* Write `out`, then the hit body straight from the stored object (no copy:
+ * writev over its chunks). */
+static enum write_result client_write_some(struct client *c)
+{
+    for (;;) {
+        struct iovec iov[16];
+        size_t niov = 0;
+        if (buf_pending(&c->out) > 0) {
+            iov[0].iov_base = c->out.data + c->out.off;
+            iov[0].iov_len = buf_pending(&c->out);
+            niov = 1;
+        }
+        if (c->hit_body)
+            niov += cache_object_body_iov(c->cr.obj, c->hit_off, iov + niov, 16 - niov);
+        if (niov == 0) {
+            c->hit_body = false;
+            return WRITE_DONE;
+        }
+        ssize_t n = writev(c->fd, iov, (int)niov);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return WRITE_BLOCKED;
+        if (n <= 0) {
+            log_debug("client %s: write failed: %s", c->addr, n < 0 ? strerror(errno) : "closed");
+            return WRITE_FAILED;
+        }
+        c->t_activity = ev_now(c->w->loop);
+        size_t left = (size_t)n;
+        size_t from_out = left < buf_pending(&c->out) ? left : buf_pending(&c->out);
+        buf_consume(&c->out, from_out);
+        left -= from_out;
+        c->hit_off += left;
+        if (c->hit_body && c->hit_off >= c->cr.obj->body_len)
+            c->hit_body = false;
+    }
 }
 
 static void client_flush(struct client *c)
@@ -190,23 +256,16 @@ static void client_flush(struct client *c)
         client_close(c);
         return;
     }
-    while (buf_pending(&c->out) > 0) {
-        ssize_t n = send(c->fd, c->out.data + c->out.off, buf_pending(&c->out), MSG_NOSIGNAL);
-        if (n > 0) {
-            buf_consume(&c->out, (size_t)n);
-            c->t_activity = ev_now(c->w->loop);
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            ev_io_start(c->w->loop, &c->wio);
-            client_arm(c);
-            return;
-        }
-        log_debug("client %s: write failed: %s", c->addr, n < 0 ? strerror(errno) : "closed");
+    switch (client_write_some(c)) {
+    case WRITE_BLOCKED:
+        ev_io_start(c->w->loop, &c->wio);
+        client_arm(c);
+        return;
+    case WRITE_FAILED:
         client_close(c);
         return;
+    case WRITE_DONE:
+        break;
     }
     ev_io_stop(c->w->loop, &c->wio);
     if (c->up && buf_pending(&c->out) < OUT_LOW_WATER)
@@ -236,6 +295,7 @@ static void client_error(struct client *c, int status, const char *why)
 {
     if (c->up)
         upstream_abort(&c->up);
+    cache_req_response_failed(&c->cr, now_ms(c));
     if (c->resp_started) {
         client_close(c);
         return;
@@ -323,10 +383,12 @@ static void access_log(struct client *c)
     buf_append(&b, " ", 1);
     append_quoted(&b, base + ua.off, ua.len < 512 ? ua.len : 512);
     double req_time = ev_now(c->w->loop) - c->t_start;
+    static const char *const outcomes[] = {"PASS", "HIT", "MISS"};
+    const char *cache = outcomes[c->cr.outcome];
     if (c->upstream_time >= 0)
-        buf_appendf(&b, " %.3f %.3f PASS\n", req_time, c->upstream_time);
+        buf_appendf(&b, " %.3f %.3f %s\n", req_time, c->upstream_time, cache);
     else
-        buf_appendf(&b, " %.3f - PASS\n", req_time);
+        buf_appendf(&b, " %.3f - %s\n", req_time, cache);
     if (!b.oom)
         log_access_write(b.data, b.len);
     buf_release(&b);
@@ -342,7 +404,10 @@ static void request_reset(struct client *c)
     buf_reset(&c->trailers);
     buf_reset(&c->uphead);
     buf_release(&c->upbody);
-    c->want_upstream = false;
+    c->action = ACT_NONE;
+    c->hit_off = 0;
+    c->hit_body = false;
+    cache_req_reset(&c->cr);
     c->route = NULL;
     c->retries = 0;
     c->head_request = c->idempotent = c->keep_alive = false;
@@ -428,6 +493,11 @@ static uint64_t parse_length(const char *base, const struct http_head *h, bool *
     return v;
 }
 
+static bool keep_field(const void *ctx, const char *base, const struct http_field *f)
+{
+    return cache_req_forwards_field(ctx, base, f);
+}
+
 static bool up_on_head(void *owner, const char *base, const struct http_head *head, bool interim)
 {
     struct client *c = owner;
@@ -464,7 +534,14 @@ static bool up_on_head(void *owner, const char *base, const struct http_head *he
     fr.close = c->close_after;
     fr.keep_alive_10 = !http11 && !fr.close;
     c->resp_framing = fr.framing;
+    struct buf extra = {0};
+    cache_req_response_head(&c->cr, c->w, c->in.data, &c->req, base, head, &extra, now_ms(c));
+    fr.extra = extra.data;
+    fr.extra_len = extra.len;
+    fr.keep = keep_field;
+    fr.keep_ctx = &c->cr;
     forward_response_head(&c->out, base, head, &fr);
+    buf_release(&extra);
     client_flush(c);
     return c->state != CS_DEAD;
 }
@@ -472,6 +549,7 @@ static bool up_on_head(void *owner, const char *base, const struct http_head *he
 static void up_on_body(void *owner, const char *p, size_t n)
 {
     struct client *c = owner;
+    cache_req_response_body(&c->cr, p, n);
     if (c->resp_framing == FRAMING_CHUNKED)
         client_write_chunk(c, p, n);
     else
@@ -505,6 +583,7 @@ static void up_on_done(void *owner)
 {
     struct client *c = owner;
     c->up = NULL;
+    cache_req_response_done(&c->cr, c->w, now_ms(c));
     if (c->resp_framing == FRAMING_CHUNKED)
         client_write(c, "0\r\n\r\n", 5);
     c->resp_done = true;
@@ -604,7 +683,7 @@ static void upstream_send(struct client *c, const void *p, size_t n)
 {
     if (c->up)
         upstream_write(c->up, p, n);
-    else if (c->want_upstream)
+    else if (c->action == ACT_FORWARD)
         buf_append(&c->upbody, p, n);
 }
 
@@ -619,13 +698,6 @@ static bool method_is_idempotent(const char *base, struct http_span m)
     return false;
 }
 
-struct target {
-    const char *path; /* origin-form: "/a/b?q" */
-    size_t path_len;
-    size_t route_len; /* path without the query */
-    const char *host;
-    size_t host_len;
-};
 
 /* RFC 9112 3.2: origin-form, absolute-form (its authority replaces Host,
  * 3.2.2) or asterisk-form. */
@@ -672,6 +744,50 @@ static struct http_verdict request_check_limits(struct client *c)
     if (expect && !http_span_is(base, expect->value, "100-continue"))
         return (struct http_verdict){417, "unsupported expectation"};
     return (struct http_verdict){0, NULL};
+}
+
+static void request_view(const struct client *c, const struct target *t,
+                         struct cache_request_view *rv)
+{
+    *rv = (struct cache_request_view){
+        .base = c->in.data,
+        .head = &c->req,
+        .host = t->host,
+        .host_len = t->host_len,
+        .target = t->path,
+        .target_len = t->path_len,
+        .has_body = c->req_framing != FRAMING_NONE,
+    };
+}
+
+/* Map the cache's verdict on a request to what the client does next (after
+ * llhttp returns: see client_act). */
+static void set_action(struct client *c, enum cache_lookup_result r)
+{
+    switch (r) {
+    case CACHE_LOOKUP_PASS:
+    case CACHE_LOOKUP_MISS:
+        c->action = ACT_FORWARD;
+        break;
+    case CACHE_LOOKUP_HIT:
+        c->action = ACT_HIT;
+        break;
+    case CACHE_LOOKUP_WAIT:
+        c->action = ACT_WAIT;
+        break;
+    case CACHE_LOOKUP_ONLY_IF_CACHED:
+        c->action = ACT_ERROR;
+        c->verdict = (struct http_verdict){504, "only-if-cached and not in the cache"};
+        break;
+    }
+}
+
+static bool request_cache_decide(struct client *c, const struct target *t)
+{
+    struct cache_request_view rv;
+    request_view(c, t, &rv);
+    set_action(c, cache_req_lookup(&c->cr, c->w, c->route, &rv, now_ms(c)));
+    return true;
 }
 
 static bool request_head_complete(struct client *c)
@@ -742,8 +858,7 @@ static bool request_head_complete(struct client *c)
         return false;
     }
     client_set_state(c, CS_PROXY);
-    c->want_upstream = true; /* started by client_parse once this read is parsed */
-    return true;
+    return request_cache_decide(c, &t);
 }
 
 /* ---- llhttp callbacks ----------------------------------------------------- */
@@ -928,12 +1043,79 @@ static void parse_failed(struct client *c, llhttp_errno_t err)
  * upstream.  False when the request was answered instead. */
 static bool client_start_forwarding(struct client *c)
 {
-    c->want_upstream = false;
+    c->action = ACT_NONE;
     if (upstream_start(c, -1))
         return true;
     buf_release(&c->upbody);
+    cache_req_response_failed(&c->cr, now_ms(c));
     client_error(c, 502, upstream_failure_name(UPSTREAM_NO_SERVER));
     return false;
+}
+
+/* Answer from the stored object: the head goes through `out`, the body
+ * is written from the object itself (client_flush). */
+static void client_serve_hit(struct client *c)
+{
+    const struct cache_object *obj = c->cr.obj;
+    bool http11 = c->req.major == 1 && c->req.minor >= 1;
+    if (!c->keep_alive || c->w->draining)
+        c->close_after = true;
+    cache_req_hit_head(&c->cr, &c->out, c->close_after, !http11 && !c->close_after, now_ms(c));
+    c->status = obj->status;
+    c->resp_started = true;
+    c->hit_body = !c->head_request && http_status_has_body(obj->status, false);
+    c->hit_off = 0;
+    c->resp_body = c->hit_body ? obj->body_len : 0;
+    c->upstream_time = -1;
+    c->resp_done = true;
+    client_flush(c);
+}
+
+/* Do what the parsed head asked for.  False when the client was answered
+ * or closed and the caller must stop. */
+static bool client_act(struct client *c)
+{
+    enum request_action a = c->action;
+    c->action = ACT_NONE;
+    switch (a) {
+    case ACT_NONE:
+        return true;
+    case ACT_FORWARD:
+        c->action = ACT_FORWARD;
+        return client_start_forwarding(c);
+    case ACT_HIT:
+        client_serve_hit(c);
+        return false;
+    case ACT_WAIT:
+        client_arm(c); /* the coalesce wait has a deadline */
+        return true;
+    case ACT_ERROR:
+        client_error(c, c->verdict.status, c->verdict.reason);
+        return false;
+    }
+    return true;
+}
+
+/* The fill this request waited for ended, or the wait timed out. */
+static void client_after_wait(struct client *c, enum coalesce_outcome outcome, bool timed_out)
+{
+    struct target t;
+    struct cache_request_view rv;
+    if (c->state != CS_PROXY || !target_split(c, &t)) {
+        client_close(c);
+        return;
+    }
+    request_view(c, &t, &rv);
+    set_action(c, cache_req_after_wait(&c->cr, c->w, &rv, outcome, timed_out, now_ms(c)));
+    client_act(c);
+}
+
+static void cache_wake(struct coalesce_waiter *waiter, enum coalesce_outcome outcome)
+{
+    struct client *c =
+        (struct client *)((char *)waiter - offsetof(struct client, cr.waiter));
+    c->cr.waiting = false;
+    client_after_wait(c, outcome, false);
 }
 
 static void client_parse(struct client *c)
@@ -955,7 +1137,7 @@ static void client_parse(struct client *c)
             return;
         }
         in_drop_body(c);
-        if (c->want_upstream && !client_start_forwarding(c))
+        if (c->action != ACT_NONE && !client_act(c))
             return;
         if (err == HPE_PAUSED)
             break;
@@ -1032,6 +1214,10 @@ static ev_tstamp client_deadline(const struct client *c, int *status)
         return c->t_start + (ev_tstamp)lim->header_timeout_ms / 1000.0;
     case CS_PROXY:
     case CS_CLOSING:
+        if (c->cr.waiting) {
+            *status = -1; /* the coalesce wait ends: go to the upstream */
+            return (ev_tstamp)c->cr.wait_until_ms / 1000.0;
+        }
         if (client_writing(c))
             return c->t_activity + (ev_tstamp)lim->idle_timeout_ms / 1000.0;
         if (c->state == CS_PROXY && !c->req_done && !upstream_backlogged(c)) {
@@ -1076,6 +1262,11 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         ev_timer_start(loop, &c->timer);
         return;
     }
+    if (status == -1) {
+        log_info("client %s: coalesce wait timed out: fetching it alone", c->addr);
+        client_after_wait(c, COALESCE_FAILED, true);
+        return;
+    }
     log_debug("client %s: timeout in state %s", c->addr, state_name(c->state));
     if (status == 0 || c->resp_started) {
         client_close(c);
@@ -1093,6 +1284,7 @@ static void client_close(struct client *c)
         return;
     if (c->up)
         upstream_abort(&c->up);
+    cache_req_reset(&c->cr);
     ev_io_stop(c->w->loop, &c->rio);
     ev_io_stop(c->w->loop, &c->wio);
     ev_timer_stop(c->w->loop, &c->timer);
@@ -1107,6 +1299,7 @@ void client_destroy(struct client *c)
 {
     if (c->up)
         upstream_abort(&c->up);
+    cache_req_reset(&c->cr);
     if (c->state != CS_DEAD) {
         ev_io_stop(c->w->loop, &c->rio);
         ev_io_stop(c->w->loop, &c->wio);
@@ -1185,6 +1378,9 @@ void client_accept(struct worker *w, int fd, const struct sockaddr *addr, sockle
     c->state = CS_HEAD;
     c->t_start = c->t_activity = ev_now(w->loop);
     c->upstream_time = -1;
+    cache_req_init(&c->cr);
+    c->cr.waiter.worker = w;
+    c->cr.waiter.wake = cache_wake;
     worker_client_opened(w, c);
     ev_io_start(w->loop, &c->rio);
     client_arm(c);

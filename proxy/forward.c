@@ -93,12 +93,16 @@ void forward_response_head(struct buf *out, const char *base, const struct http_
         const struct http_field *f = &resp->fields[i];
         if (!http_field_forwardable(base, resp, f))
             continue;
+        if (fr->keep && !fr->keep(fr->keep_ctx, base, f))
+            continue;
         has_date |= http_span_is(base, f->name, "date");
         append_field(out, base, f);
     }
     if (!has_date && fr->date)
         buf_appendf(out, "Date: %s\r\n", fr->date);
     buf_appendf(out, "Via: %u.%u " VIA_NAME "\r\n", resp->major, resp->minor);
+    if (fr->extra)
+        buf_append(out, fr->extra, fr->extra_len);
     if (fr->send_length)
         buf_appendf(out, "Content-Length: %" PRIu64 "\r\n", fr->length);
     else

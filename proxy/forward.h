@@ -52,11 +52,17 @@ struct forward_response {
     bool close;          /* "Connection: close" and close after */
     bool keep_alive_10;  /* an HTTP/1.0 client gets "Connection: keep-alive" */
     const char *date;    /* sent when the upstream gave no Date */
+    const char *extra;   /* more field lines ("Name: value\r\n"...) to send, or NULL */
+    size_t extra_len;
+    /* When set, a forwardable field is only sent when keep() says so. */
+    bool (*keep)(const void *ctx, const char *base, const struct http_field *f);
+    const void *keep_ctx;
 };
 
 /* forward_response_head: append the client response head: "HTTP/1.1"
  * status line with the upstream's reason (or the standard phrase), the
- * forwardable fields, Date if missing, Via, framing and Connection. */
+ * forwardable fields (that fr->keep accepts), Date if missing, Via, the
+ * extra fields, framing and Connection. */
 void forward_response_head(struct buf *out, const char *base, const struct http_head *resp,
                            const struct forward_response *fr);
 

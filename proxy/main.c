@@ -16,7 +16,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cache/memstore.h"
 #include "config/config.h"
+#include "proxy/cachepath.h"
+#include "proxy/coalesce.h"
 #include "proxy/listener.h"
 #include "proxy/log.h"
 #include "proxy/worker.h"
@@ -30,6 +33,7 @@
 
 struct tessera {
     struct config *cfg;
+    struct cache_store *store; /* the memory tier, shared by every worker */
     struct worker *workers;
     unsigned nworkers;
     bool stopping;
@@ -73,6 +77,8 @@ static void reload(struct tessera *t)
             cfg->listens[i] = t->cfg->listens[i];
     if (cfg->workers != t->cfg->workers)
         log_warn("reload: 'workers' changes take effect at the next restart");
+    if (cfg->cache_memory != t->cfg->cache_memory)
+        log_warn("reload: 'cache memory' changes take effect at the next restart");
     if (!log_open(&cfg->log, err, sizeof err)) {
         log_error("reload failed, keeping the running configuration: %s", err);
         config_release(&cfg);
@@ -140,7 +146,7 @@ static bool start_workers(struct tessera *t, char *err, size_t errlen)
     sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, &old);
     for (unsigned i = 0; i < t->nworkers; i++) {
-        if (!worker_start(&t->workers[i], i, cfg, fds + i * n, n, err, errlen)) {
+        if (!worker_start(&t->workers[i], i, cfg, t->store, fds + i * n, n, err, errlen)) {
             listeners_close(fds + i * n, ((size_t)t->nworkers - i) * n);
             t->nworkers = i;
             pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -168,6 +174,13 @@ static int run(struct tessera *t)
         ev_signal_start(loop, &sigs[i]);
     }
     signal(SIGPIPE, SIG_IGN);
+    cache_req_seed_init();
+    t->store = memstore_new(t->cfg->cache_memory, err, sizeof err);
+    if (!t->store || !coalesce_init()) {
+        log_error("cannot create the cache: %s", t->store ? "out of memory" : err);
+        cache_store_destroy(&t->store);
+        return 1;
+    }
     t->nworkers = t->cfg->workers;
     if (!start_workers(t, err, sizeof err)) {
         log_error("%s", err);
@@ -176,12 +189,16 @@ static int run(struct tessera *t)
             worker_join(&t->workers[i]);
         }
         free(t->workers);
+        coalesce_shutdown();
+        cache_store_destroy(&t->store);
         return 1;
     }
     ev_run(loop, 0);
     for (unsigned i = 0; i < t->nworkers; i++)
         worker_join(&t->workers[i]);
     free(t->workers);
+    coalesce_shutdown();
+    cache_store_destroy(&t->store);
     log_info("exited cleanly");
     return 0;
 }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "proxy/client.h"
+#include "proxy/coalesce.h"
 #include "proxy/http.h"
 #include "proxy/log.h"
 #include "proxy/router.h"
@@ -202,6 +203,7 @@ static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
     struct config *cfg = atomic_exchange(&w->pending_cfg, NULL);
     if (cfg)
         adopt_config(w, cfg);
+    coalesce_inbox_drain(w);
     if (atomic_load(&w->drain_requested))
         start_draining(w);
 }
@@ -238,14 +240,20 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-bool worker_start(struct worker *w, unsigned id, struct config *cfg, const int *fds, size_t nfds,
-                  char *err, size_t errlen)
+bool worker_start(struct worker *w, unsigned id, struct config *cfg, struct cache_store *store,
+                  const int *fds, size_t nfds, char *err, size_t errlen)
 {
     memset(w, 0, sizeof *w);
     w->id = id;
+    w->store = store;
+    if (!coalesce_inbox_init(w)) {
+        snprintf(err, errlen, "worker %u: out of memory", id);
+        return false;
+    }
     w->loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOSIGMASK);
     if (!w->loop) {
         snprintf(err, errlen, "worker %u: cannot create an event loop", id);
+        coalesce_inbox_free(w);
         return false;
     }
     w->wcfg = wcfg_new(w, cfg);
@@ -285,6 +293,7 @@ fail:
     }
     ev_loop_destroy(w->loop);
     w->loop = NULL;
+    coalesce_inbox_free(w);
     return false;
 }
 
@@ -310,5 +319,6 @@ void worker_join(struct worker *w)
     ev_async_stop(w->loop, &w->wake);
     ev_loop_destroy(w->loop);
     free(w->listeners);
+    coalesce_inbox_free(w);
     memset(w, 0, sizeof *w);
 }

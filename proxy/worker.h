@@ -20,6 +20,8 @@
 
 struct upstream_pool;
 struct client;
+struct coalesce_inbox;
+struct cache_store;
 
 /* Per-worker, per-config runtime state of one backend: the smooth weighted
  * round-robin weights and the pool of each server. */
@@ -63,15 +65,19 @@ struct worker {
     unsigned nclients;
     struct upstream_pool *pools;
 
+    struct coalesce_inbox *inbox; /* wake-ups from fills on other workers */
+    struct cache_store *store;    /* the process's memory store (shared) */
+
     char date[30]; /* IMF-fixdate of date_sec */
     time_t date_sec;
 };
 
 /* worker_start: start a worker thread serving cfg (a reference is taken)
- * on the given listening sockets (the worker owns and closes them).
- * Returns false with err set when the thread cannot be created. */
-bool worker_start(struct worker *w, unsigned id, struct config *cfg, const int *fds, size_t nfds,
-                  char *err, size_t errlen);
+ * on the given listening sockets (the worker owns and closes them), with
+ * the shared cache store (not owned).  Returns false with err set when the
+ * thread cannot be created. */
+bool worker_start(struct worker *w, unsigned id, struct config *cfg, struct cache_store *store,
+                  const int *fds, size_t nfds, char *err, size_t errlen);
 
 /* worker_set_config: hand the worker a new config (a reference is taken).
  * Main thread.  The worker adopts it at its next loop iteration. */

@@ -1,0 +1,741 @@
+/*
+ * proxy/cachepath.c: the cache path of a request (see cachepath.h).
+ *
+ * Here the proxy's parsed heads become cache/'s facts: Cache-Control and
+ * its targeted variants, Expires, Date, Age, Vary, validators.  The rules
+ * themselves (storability, freshness, age, whether a stored response may
+ * answer) live in cache/freshness.c; the keys in cache/key.c.
+ *
+ * Safety first: a request with a body, or with Authorization or Cookie on a
+ * route that did not say those may share the cache, never looks up or
+ * stores (DESIGN.md, safety rules); Set-Cookie is never stored.
+ *
+ * Threading: everything runs on the request's worker; the store and the
+ * coalescing table do their own locking.
+ */
+#include "proxy/cachepath.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "cache/cachecontrol.h"
+#include "cache/httpdate.h"
+#include "cache/key.h"
+#include "cache/store.h"
+#include "proxy/forward.h"
+#include "proxy/log.h"
+#include "proxy/router.h"
+
+/* How long a key whose response could not be shared skips coalescing, so
+ * the next burst does not queue behind a fill that will not be shared
+ * either (Varnish's hit-for-miss). */
+#define HIT_FOR_MISS_MS 10000
+
+#define VARY_KEY_MAX 4096
+
+static uint64_t key_seed;
+
+void cache_req_seed_init(void)
+{
+    if (getrandom(&key_seed, sizeof key_seed, 0) != sizeof key_seed)
+        key_seed = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull;
+}
+
+void cache_req_init(struct cache_req *cr)
+{
+    memset(cr, 0, sizeof *cr);
+}
+
+void cache_req_reset(struct cache_req *cr)
+{
+    if (cr->waiting)
+        coalesce_cancel(&cr->waiter);
+    if (cr->builder || cr->filler)
+        cache_req_response_failed(cr, 0);
+    cache_object_release(&cr->obj);
+    free(cr->key);
+    struct coalesce_waiter waiter = cr->waiter;
+    cache_req_init(cr);
+    cr->waiter.worker = waiter.worker;
+    cr->waiter.wake = waiter.wake;
+}
+
+/* ---- request fields -------------------------------------------------------- */
+
+/* The request's fields as cache/ wants them.  Returns a malloc'd array the
+ * caller frees, or NULL when empty or out of memory (*n set to 0). */
+static struct cache_field *request_fields(const char *base, const struct http_head *h, size_t *n)
+{
+    *n = 0;
+    if (h->nfields == 0)
+        return NULL;
+    struct cache_field *f = malloc(h->nfields * sizeof *f);
+    if (!f)
+        return NULL;
+    for (unsigned i = 0; i < h->nfields; i++) {
+        f[i].name = base + h->fields[i].name.off;
+        f[i].name_len = h->fields[i].name.len;
+        f[i].value = base + h->fields[i].value.off;
+        f[i].value_len = h->fields[i].value.len;
+    }
+    *n = h->nfields;
+    return f;
+}
+
+static void parse_all_cc(struct cache_control *cc, const char *base, const struct http_head *h,
+                         const char *name, bool *present)
+{
+    memset(cc, 0, sizeof *cc);
+    *present = false;
+    for (unsigned i = 0; i < h->nfields; i++) {
+        const struct http_field *f = &h->fields[i];
+        if (!http_span_is(base, f->name, name))
+            continue;
+        *present = true;
+        cache_control_parse(cc, base + f->value.off, f->value.len);
+    }
+}
+
+static void request_facts(struct cache_request_facts *rf, const char *base,
+                          const struct http_head *h)
+{
+    bool present;
+    memset(rf, 0, sizeof *rf);
+    rf->method_get = http_span_is(base, h->method, "GET");
+    rf->method_head = http_span_is(base, h->method, "HEAD");
+    rf->has_authorization = http_head_find(base, h, "authorization") != NULL;
+    parse_all_cc(&rf->cc, base, h, "cache-control", &present);
+    for (unsigned i = 0; i < h->nfields; i++) {
+        const struct http_field *f = &h->fields[i];
+        if (http_span_is(base, f->name, "pragma") &&
+            cache_pragma_no_cache(base + f->value.off, f->value.len))
+            rf->pragma_no_cache = true;
+    }
+}
+
+/* ---- response facts -------------------------------------------------------- */
+
+/* A date field: absent, valid, or present but unusable (or given twice with
+ * different values). */
+static bool date_field(const char *base, const struct http_head *h, const char *name,
+                       int64_t *out_ms, bool *invalid)
+{
+    bool found = false;
+    *invalid = false;
+    for (unsigned i = 0; i < h->nfields; i++) {
+        const struct http_field *f = &h->fields[i];
+        if (!http_span_is(base, f->name, name))
+            continue;
+        int64_t s;
+        if (!http_date_parse(base + f->value.off, f->value.len, &s)) {
+            *invalid = true;
+        } else if (found && s * 1000 != *out_ms) {
+            *invalid = true;
+        } else {
+            *out_ms = s * 1000;
+        }
+        found = true;
+    }
+    return found;
+}
+
+static void response_facts(struct cache_response_facts *rf, const char *base,
+                           const struct http_head *h, int64_t response_time_ms)
+{
+    memset(rf, 0, sizeof *rf);
+    rf->status = h->status;
+    rf->response_time_ms = response_time_ms;
+    struct cache_control cc, cdn, surrogate;
+    bool has_cc, has_cdn, has_surrogate, invalid;
+    parse_all_cc(&cc, base, h, "cache-control", &has_cc);
+    parse_all_cc(&cdn, base, h, "cdn-cache-control", &has_cdn);
+    parse_all_cc(&surrogate, base, h, "surrogate-control", &has_surrogate);
+    rf->cc = *cache_pick_targeted(&cdn, has_cdn, &surrogate, has_surrogate, &cc, &rf->targeted);
+    rf->has_expires = date_field(base, h, "expires", &rf->expires_ms, &rf->expires_invalid);
+    rf->has_date = date_field(base, h, "date", &rf->date_ms, &invalid) && !invalid;
+    rf->has_last_modified =
+        date_field(base, h, "last-modified", &rf->last_modified_ms, &invalid) && !invalid;
+    const struct http_field *age = http_head_find(base, h, "age");
+    int64_t age_s;
+    if (age && http_delta_seconds_parse(base + age->value.off, age->value.len, &age_s)) {
+        rf->has_age = true;
+        rf->age_ms = age_s * 1000;
+    }
+    rf->has_set_cookie = http_head_find(base, h, "set-cookie") != NULL;
+    rf->has_validator = http_head_find(base, h, "etag") || rf->has_last_modified;
+    for (unsigned i = 0; i < h->nfields; i++) {
+        const struct http_field *f = &h->fields[i];
+        if (http_span_is(base, f->name, "vary") &&
+            cache_vary_is_star(base + f->value.off, f->value.len))
+            rf->vary_star = true;
+    }
+}
+
+/* All Vary lines joined by ", " into out. */
+static void join_fields(struct buf *out, const char *base, const struct http_head *h,
+                        const char *name)
+{
+    for (unsigned i = 0; i < h->nfields; i++) {
+        const struct http_field *f = &h->fields[i];
+        if (!http_span_is(base, f->name, name) || f->value.len == 0)
+            continue;
+        if (out->len > 0)
+            buf_append(out, ", ", 2);
+        buf_append(out, base + f->value.off, f->value.len);
+    }
+}
+
+/* ---- lookup ----------------------------------------------------------------- */
+
+struct select_ctx {
+    const struct cache_field *fields;
+    size_t nfields;
+    bool seen;
+};
+
+/* Under the store's lock: does this variant's Vary key match the request? */
+static bool select_variant(void *ctx, const struct cache_object *variant)
+{
+    struct select_ctx *sc = ctx;
+    sc->seen = true;
+    char key[VARY_KEY_MAX];
+    size_t n = cache_vary_key(variant->vary, variant->vary_len, sc->fields, sc->nfields, key,
+                              sizeof key);
+    return n < sizeof key && n == variant->secondary_len &&
+           memcmp(key, variant->secondary_key, n) == 0;
+}
+
+struct lookup_done {
+    struct cache_object *obj;
+};
+
+static void lookup_done(void *ctx, struct cache_object *obj)
+{
+    ((struct lookup_done *)ctx)->obj = obj;
+}
+
+static bool request_has_cookie(const struct cache_request_view *rv)
+{
+    return http_head_find(rv->base, rv->head, "cookie") != NULL;
+}
+
+static bool build_key(struct cache_req *cr, const struct cache_request_view *rv,
+                      const struct cache_field *fields, size_t nfields)
+{
+    struct cache_key_input in = {
+        .scheme = "http", .scheme_len = 4, .host = rv->host, .host_len = rv->host_len,
+        .target = rv->target, .target_len = rv->target_len, .fields = fields, .nfields = nfields,
+    };
+    size_t n = cache_key_build(&in, cr->policy, NULL, 0);
+    if (n == 0)
+        return false;
+    cr->key = malloc(n + 1);
+    if (!cr->key)
+        return false;
+    cache_key_build(&in, cr->policy, cr->key, n + 1);
+    cr->key_len = n;
+    cr->hash = cache_key_hash(cr->key, n, key_seed);
+    return true;
+}
+
+static enum cache_lookup_result pass(struct cache_req *cr, const char *detail)
+{
+    cr->outcome = CACHE_OUT_PASS;
+    cr->fwd = "bypass";
+    cr->detail = detail;
+    cr->may_store = false;
+    return CACHE_LOOKUP_PASS;
+}
+
+static bool method_is_unsafe(const char *base, struct http_span m)
+{
+    static const char *const safe[] = {"GET", "HEAD", "OPTIONS", "TRACE"};
+    for (size_t i = 0; i < sizeof safe / sizeof safe[0]; i++)
+        if (m.len == strlen(safe[i]) && memcmp(base + m.off, safe[i], m.len) == 0)
+            return false;
+    return true;
+}
+
+/* Look the key up; fills cr->obj on a usable hit. */
+static enum cache_lookup_result store_lookup(struct cache_req *cr, struct worker *w,
+                                             const struct cache_request_view *rv, int64_t now_ms)
+{
+    size_t nfields;
+    struct cache_field *fields = request_fields(rv->base, rv->head, &nfields);
+    struct select_ctx sc = {fields, nfields, false};
+    struct lookup_done done = {NULL};
+    cache_store_lookup(w->store, cr->key, cr->key_len, cr->hash, select_variant, &sc, lookup_done,
+                       &done);
+    free(fields);
+    cr->vary_seen = sc.seen && !done.obj;
+    if (!done.obj) {
+        cr->fwd = cr->vary_seen ? "vary-miss" : "uri-miss";
+        return CACHE_LOOKUP_MISS;
+    }
+    struct cache_object *obj = done.obj;
+    struct cache_object_facts of = {
+        .lifetime_ms = obj->lifetime,
+        .current_age_ms = cache_current_age(obj->corrected_initial_age, obj->response_time, now_ms),
+        .stale_while_revalidate_ms = obj->stale_while_revalidate,
+        .stale_if_error_ms = obj->stale_if_error,
+        .no_cache = obj->no_cache,
+        .must_revalidate = obj->must_revalidate,
+    };
+    enum cache_serve serve = cache_serve_decision(&of, &cr->facts, cr->policy->client_cc);
+    if (serve == CACHE_SERVE_REVALIDATE) {
+        /* Stale (or the client insists): fetch anew; the fill replaces it. */
+        bool fresh = of.current_age_ms < of.lifetime_ms && !of.no_cache;
+        cr->fwd = fresh ? "request" : "stale";
+        cache_object_release(&obj);
+        return CACHE_LOOKUP_MISS;
+    }
+    cr->obj = obj;
+    cr->age_ms = of.current_age_ms;
+    cr->outcome = CACHE_OUT_HIT;
+    cr->fwd = NULL;
+    return CACHE_LOOKUP_HIT;
+}
+
+/* A miss: fill it ourselves, wait for the request that does, or bypass. */
+static enum cache_lookup_result miss(struct cache_req *cr, bool coalesce, int64_t now_ms)
+{
+    cr->outcome = CACHE_OUT_MISS;
+    bool only_if_cached = (cr->facts.cc.flags & CC_ONLY_IF_CACHED) &&
+                          cr->policy->client_cc != CLIENT_CC_IGNORE;
+    if (only_if_cached)
+        return CACHE_LOOKUP_ONLY_IF_CACHED;
+    /* A HEAD miss is forwarded as HEAD: its response has no body to store. */
+    if (!cr->facts.method_get || !cr->may_store || !coalesce || !cr->policy->coalesce)
+        return CACHE_LOOKUP_MISS;
+    switch (coalesce_join(cr->key, cr->key_len, cr->hash, &cr->waiter, now_ms)) {
+    case COALESCE_FILLER:
+        cr->filler = true;
+        return CACHE_LOOKUP_MISS;
+    case COALESCE_WAITER:
+        cr->waiting = true;
+        cr->wait_until_ms = now_ms + (int64_t)cr->policy->coalesce_timeout_ms;
+        return CACHE_LOOKUP_WAIT;
+    case COALESCE_BYPASS:
+        break;
+    }
+    return CACHE_LOOKUP_MISS;
+}
+
+enum cache_lookup_result cache_req_lookup(struct cache_req *cr, struct worker *w,
+                                          const struct config_route *route,
+                                          const struct cache_request_view *rv, int64_t now_ms)
+{
+    cr->policy = &route->cache;
+    cr->request_time_ms = now_ms;
+    request_facts(&cr->facts, rv->base, rv->head);
+    if (!route->cache.enabled)
+        return pass(cr, NULL);
+    if (method_is_unsafe(rv->base, rv->head->method)) {
+        /* RFC 9111 4.4: a non-error response invalidates the URI. */
+        cr->invalidate = true;
+        return pass(cr, "method");
+    }
+    bool get_ok = cr->facts.method_get && (route->cache.methods & CACHE_METHOD_GET);
+    bool head_ok = cr->facts.method_head && (route->cache.methods & CACHE_METHOD_HEAD);
+    if (!get_ok && !head_ok)
+        return pass(cr, "method");
+    if (rv->has_body)
+        return pass(cr, "request-body");
+    bool cookies_keyed = route->cache.nkey_cookies > 0;
+    if (request_has_cookie(rv) && !route->cache.cache_cookies && !cookies_keyed)
+        return pass(cr, "cookie");
+    if (cr->facts.has_authorization && !route->cache.cache_authorized)
+        return pass(cr, "authorization");
+    size_t nfields;
+    struct cache_field *fields = request_fields(rv->base, rv->head, &nfields);
+    bool keyed = build_key(cr, rv, fields, nfields);
+    free(fields);
+    if (!keyed)
+        return pass(cr, "key");
+    cr->may_store = !((cr->facts.cc.flags & CC_NO_STORE) &&
+                      route->cache.client_cc != CLIENT_CC_IGNORE);
+    enum cache_lookup_result r = store_lookup(cr, w, rv, now_ms);
+    if (r == CACHE_LOOKUP_HIT)
+        return r;
+    return miss(cr, true, now_ms);
+}
+
+enum cache_lookup_result cache_req_after_wait(struct cache_req *cr, struct worker *w,
+                                              const struct cache_request_view *rv,
+                                              enum coalesce_outcome outcome, bool timed_out,
+                                              int64_t now_ms)
+{
+    if (cr->waiting) {
+        coalesce_cancel(&cr->waiter);
+        cr->waiting = false;
+    }
+    if (timed_out || outcome == COALESCE_NOT_STORED) {
+        cr->outcome = CACHE_OUT_MISS;
+        cr->detail = timed_out ? "coalesce-timeout" : NULL;
+        return CACHE_LOOKUP_MISS;
+    }
+    enum cache_lookup_result r = store_lookup(cr, w, rv, now_ms);
+    if (r == CACHE_LOOKUP_HIT) {
+        cr->coalesced = true;
+        return r;
+    }
+    /* Stored but not for us (another Vary variant): go alone.  Failed:
+     * coalesce again, one of the waiters becomes the filler. */
+    return miss(cr, outcome == COALESCE_FAILED, now_ms);
+}
+
+/* ---- response fields ----------------------------------------------------------- */
+
+static void append_cache_status(const struct cache_req *cr, struct buf *out, int fwd_status)
+{
+    buf_append_str(out, "Cache-Status: tessera");
+    if (cr->outcome == CACHE_OUT_HIT) {
+        int64_t ttl = cr->obj ? (cr->obj->lifetime - cr->age_ms) / 1000 : 0;
+        buf_appendf(out, "; hit; ttl=%" PRId64, ttl);
+        if (cr->coalesced)
+            buf_append_str(out, "; detail=coalesced");
+    } else {
+        buf_appendf(out, "; fwd=%s", cr->fwd ? cr->fwd : "uri-miss");
+        if (fwd_status > 0)
+            buf_appendf(out, "; fwd-status=%d", fwd_status);
+        if (cr->stored)
+            buf_append_str(out, "; stored");
+        if (cr->detail)
+            buf_appendf(out, "; detail=%s", cr->detail);
+    }
+    buf_append(out, "\r\n", 2);
+}
+
+static void append_x_cache(const struct config_cache_policy *policy, enum cache_outcome outcome,
+                           struct buf *out)
+{
+    static const char *const names[] = {"PASS", "HIT", "MISS"};
+    if (policy && policy->status_header)
+        buf_appendf(out, "%s: %s\r\n", policy->status_header, names[outcome]);
+}
+
+void cache_req_pass_fields(const struct cache_req *cr, const struct config_route *route,
+                           struct buf *extra)
+{
+    append_x_cache(&route->cache, CACHE_OUT_PASS, extra);
+    (void)cr;
+}
+
+static bool status_has_body(int status)
+{
+    return http_status_has_body(status, false);
+}
+
+void cache_req_hit_head(struct cache_req *cr, struct buf *out, bool close, bool keep_alive_10,
+                        int64_t now_ms)
+{
+    const struct cache_object *obj = cr->obj;
+    (void)now_ms;
+    buf_appendf(out, "HTTP/1.1 %03d %s\r\n", obj->status, http_reason_phrase(obj->status));
+    buf_append(out, obj->head, obj->head_len);
+    buf_appendf(out, "Age: %" PRId64 "\r\n", cache_age_header_seconds(cr->age_ms));
+    buf_append_str(out, "Via: 1.1 " VIA_NAME "\r\n");
+    append_cache_status(cr, out, 0);
+    append_x_cache(cr->policy, CACHE_OUT_HIT, out);
+    if (status_has_body(obj->status))
+        buf_appendf(out, "Content-Length: %zu\r\n", obj->body_len);
+    if (close)
+        buf_append_str(out, "Connection: close\r\n");
+    else if (keep_alive_10)
+        buf_append_str(out, "Connection: keep-alive\r\n");
+    buf_append(out, "\r\n", 2);
+}
+
+bool cache_req_forwards_field(const struct cache_req *cr, const char *base,
+                              const struct http_field *f)
+{
+    if (!cr->policy || !cr->policy->enabled)
+        return true;
+    return !http_span_is(base, f->name, "cdn-cache-control") &&
+           !http_span_is(base, f->name, "surrogate-control") && !http_span_is(base, f->name, "age");
+}
+
+/* The header block an object replays: what the client would get, minus
+ * Set-Cookie (never stored), the targeted cache fields, Age (recomputed)
+ * and the framing fields (the object knows its length). */
+static void stored_head(struct buf *out, const char *base, const struct http_head *resp)
+{
+    for (unsigned i = 0; i < resp->nfields; i++) {
+        const struct http_field *f = &resp->fields[i];
+        if (!http_field_forwardable(base, resp, f))
+            continue;
+        if (http_span_is(base, f->name, "set-cookie") || http_span_is(base, f->name, "age") ||
+            http_span_is(base, f->name, "cdn-cache-control") ||
+            http_span_is(base, f->name, "surrogate-control"))
+            continue;
+        buf_append(out, base + f->name.off, f->name.len);
+        buf_append(out, ": ", 2);
+        buf_append(out, base + f->value.off, f->value.len);
+        buf_append(out, "\r\n", 2);
+    }
+}
+
+/* Tags for purge (issue: purge by tag): the route's tags header, space or
+ * comma separated, and Cache-Tag. */
+static size_t collect_tags(const char *base, const struct http_head *resp, const char *tags_header,
+                           struct cache_object_tag *tags, size_t max)
+{
+    size_t n = 0;
+    for (unsigned i = 0; i < resp->nfields && n < max; i++) {
+        const struct http_field *f = &resp->fields[i];
+        if (!(tags_header && http_span_is(base, f->name, tags_header)) &&
+            !http_span_is(base, f->name, "cache-tag"))
+            continue;
+        const char *p = base + f->value.off;
+        const char *end = p + f->value.len;
+        while (p < end && n < max) {
+            while (p < end && (*p == ' ' || *p == ',' || *p == '\t'))
+                p++;
+            const char *start = p;
+            while (p < end && *p != ' ' && *p != ',' && *p != '\t')
+                p++;
+            if (p > start)
+                tags[n++] = (struct cache_object_tag){start, (size_t)(p - start)};
+        }
+    }
+    return n;
+}
+
+static bool parse_content_length(const char *base, const struct http_head *h, uint64_t *out)
+{
+    const struct http_field *f = http_head_find(base, h, "content-length");
+    if (!f || f->value.len == 0 || f->value.len > 19)
+        return false;
+    uint64_t v = 0;
+    for (uint32_t i = 0; i < f->value.len; i++) {
+        char ch = base[f->value.off + i];
+        if (ch < '0' || ch > '9')
+            return false;
+        v = v * 10 + (uint64_t)(ch - '0');
+    }
+    *out = v;
+    return true;
+}
+
+static void start_fill(struct cache_req *cr, const char *rbase, const struct http_head *req,
+                       const char *base, const struct http_head *resp,
+                       const struct cache_response_facts *rf, int64_t now_ms)
+{
+    const struct config_cache_policy *p = cr->policy;
+    uint64_t length;
+    if (parse_content_length(base, resp, &length) && length > p->max_object_size) {
+        cr->detail = "too-large";
+        return;
+    }
+    struct buf vary = {0}, head = {0};
+    join_fields(&vary, base, resp, "vary");
+    size_t nfields;
+    struct cache_field *fields = request_fields(rbase, req, &nfields);
+    char secondary[VARY_KEY_MAX];
+    size_t slen = cache_vary_key(vary.data ? vary.data : "", vary.len, fields, nfields, secondary,
+                                 sizeof secondary);
+    free(fields);
+    struct cache_object_tag tags[64];
+    size_t ntags = collect_tags(base, resp, p->tags_header, tags, 64);
+    const struct http_field *etag = http_head_find(base, resp, "etag");
+    int64_t lifetime = cache_freshness_lifetime(rf, p, now_ms);
+    struct cache_object_facts of;
+    cache_object_facts_fill(&of, rf, p, lifetime, 0);
+    struct cache_object_meta meta = {
+        .primary_key = cr->key,
+        .primary_len = cr->key_len,
+        .primary_hash = cr->hash,
+        .secondary_key = secondary,
+        .secondary_len = slen < sizeof secondary ? slen : 0,
+        .vary = vary.data,
+        .vary_len = vary.len,
+        .status = resp->status,
+        .request_time = cr->request_time_ms,
+        .response_time = now_ms,
+        .corrected_initial_age = cache_corrected_initial_age(rf, cr->request_time_ms, now_ms),
+        .lifetime = lifetime,
+        .stale_while_revalidate = of.stale_while_revalidate_ms,
+        .stale_if_error = of.stale_if_error_ms,
+        .stored_at = now_ms,
+        .no_cache = of.no_cache,
+        .must_revalidate = of.must_revalidate,
+        .etag = etag ? base + etag->value.off : NULL,
+        .etag_len = etag ? etag->value.len : 0,
+        .last_modified_ms = rf->has_last_modified ? rf->last_modified_ms : 0,
+        .tags = tags,
+        .ntags = ntags,
+    };
+    stored_head(&head, base, resp);
+    if (slen >= sizeof secondary || vary.oom || head.oom) {
+        cr->detail = "vary-too-large";
+    } else {
+        cr->builder = cache_object_builder_new(&meta, p->max_object_size);
+        if (cr->builder && !cache_object_builder_set_head(cr->builder, head.data ? head.data : "",
+                                                          head.len))
+            cache_object_builder_abandon(&cr->builder);
+        cr->stored = cr->builder != NULL;
+    }
+    buf_release(&vary);
+    buf_release(&head);
+}
+
+/* RFC 9111 4.4: after an unsafe method's non-error response, drop the
+ * stored responses for the target URI and for Location / Content-Location
+ * when they name the same host. */
+static void invalidate_uri(struct worker *w, const struct config_route *route, const char *host,
+                           size_t host_len, const char *target, size_t target_len,
+                           const char *rbase, const struct http_head *req)
+{
+    if (!route || !route->cache.enabled)
+        return;
+    size_t nfields;
+    struct cache_field *fields = request_fields(rbase, req, &nfields);
+    struct cache_key_input in = {
+        .scheme = "http", .scheme_len = 4, .host = host, .host_len = host_len, .target = target,
+        .target_len = target_len, .fields = fields, .nfields = nfields,
+    };
+    size_t n = cache_key_build(&in, &route->cache, NULL, 0);
+    char *key = n ? malloc(n + 1) : NULL;
+    if (key) {
+        cache_key_build(&in, &route->cache, key, n + 1);
+        size_t gone = cache_store_remove(w->store, key, n, cache_key_hash(key, n, key_seed));
+        log_debug("invalidated %.*s (%zu object(s))", (int)n, key, gone);
+        free(key);
+    }
+    free(fields);
+}
+
+/* Location / Content-Location as an origin-form path on the request's host,
+ * or false when it points elsewhere. */
+static bool same_host_path(const char *v, size_t len, const char *host, size_t host_len,
+                           const char **path, size_t *path_len)
+{
+    if (len > 0 && v[0] == '/' && (len < 2 || v[1] != '/')) {
+        *path = v;
+        *path_len = len;
+        return true;
+    }
+    if (len < 7 || strncasecmp(v, "http://", 7) != 0)
+        return false;
+    const char *auth = v + 7;
+    const char *slash = memchr(auth, '/', len - 7);
+    size_t alen = slash ? (size_t)(slash - auth) : len - 7;
+    if (alen != host_len || strncasecmp(auth, host, alen) != 0)
+        return false;
+    *path = slash ? slash : "/";
+    *path_len = slash ? len - 7 - alen : 1;
+    return true;
+}
+
+static void invalidate(struct cache_req *cr, struct worker *w, const char *rbase,
+                       const struct http_head *req, const char *base, const struct http_head *resp)
+{
+    (void)cr;
+    const struct http_field *host_f = http_head_find(rbase, req, "host");
+    if (!host_f)
+        return;
+    const char *host = rbase + host_f->value.off;
+    size_t host_len = host_f->value.len;
+    const struct config *cfg = w->wcfg->cfg;
+    const char *path = rbase + req->target.off;
+    size_t path_len = req->target.len;
+    const char *q = memchr(path, '?', path_len);
+    invalidate_uri(w, router_match(cfg, host, host_len, path, q ? (size_t)(q - path) : path_len),
+                   host, host_len, path, path_len, rbase, req);
+    static const char *const names[] = {"location", "content-location"};
+    for (size_t i = 0; i < 2; i++) {
+        const struct http_field *f = http_head_find(base, resp, names[i]);
+        if (!f || !same_host_path(base + f->value.off, f->value.len, host, host_len, &path,
+                                  &path_len))
+            continue;
+        q = memchr(path, '?', path_len);
+        invalidate_uri(w,
+                       router_match(cfg, host, host_len, path, q ? (size_t)(q - path) : path_len),
+                       host, host_len, path, path_len, rbase, req);
+    }
+}
+
+void cache_req_response_head(struct cache_req *cr, struct worker *w, const char *rbase,
+                             const struct http_head *req, const char *base,
+                             const struct http_head *resp, struct buf *extra, int64_t now_ms)
+{
+    if (cr->invalidate && resp->status < 400)
+        invalidate(cr, w, rbase, req, base, resp);
+    if (!cr->policy || cr->outcome == CACHE_OUT_PASS) {
+        append_x_cache(cr->policy, CACHE_OUT_PASS, extra);
+        if (cr->policy && cr->policy->enabled) {
+            buf_appendf(extra, "Cache-Status: tessera; fwd=bypass");
+            if (cr->detail)
+                buf_appendf(extra, "; detail=%s", cr->detail);
+            buf_append(extra, "\r\n", 2);
+        }
+        return;
+    }
+    struct cache_response_facts rf;
+    response_facts(&rf, base, resp, now_ms);
+    enum cache_store_verdict v = cache_storable(&cr->facts, &rf, cr->policy);
+    if (!cr->may_store) {
+        cr->detail = "request-no-store";
+    } else if (v != CACHE_STORABLE) {
+        cr->detail = cache_store_verdict_name(v);
+    } else {
+        start_fill(cr, rbase, req, base, resp, &rf, now_ms);
+    }
+    if (!cr->builder && cr->filler) {
+        coalesce_fill_done(cr->key, cr->key_len, cr->hash, COALESCE_NOT_STORED, now_ms,
+                           HIT_FOR_MISS_MS);
+        cr->filler = false;
+    }
+    int64_t age = cache_corrected_initial_age(&rf, cr->request_time_ms, now_ms);
+    buf_appendf(extra, "Age: %" PRId64 "\r\n", cache_age_header_seconds(age));
+    append_cache_status(cr, extra, resp->status);
+    append_x_cache(cr->policy, CACHE_OUT_MISS, extra);
+}
+
+void cache_req_response_body(struct cache_req *cr, const char *p, size_t n)
+{
+    if (!cr->builder)
+        return;
+    if (!cache_object_builder_append(cr->builder, p, n)) {
+        /* Larger than max_object_size: the client still gets it all; the
+         * waiters go to the upstream alone (hit-for-miss), not in turn. */
+        log_debug("not storing %.*s: larger than max_object_size", (int)cr->key_len, cr->key);
+        cache_object_builder_abandon(&cr->builder);
+        cr->too_large = true;
+    }
+}
+
+void cache_req_response_done(struct cache_req *cr, struct worker *w, int64_t now_ms)
+{
+    cr->stored = false;
+    enum coalesce_outcome outcome = COALESCE_NOT_STORED;
+    if (cr->builder) {
+        struct cache_object *obj = cache_object_builder_finish(&cr->builder);
+        if (obj && cache_store_insert(w->store, obj, cr->policy->max_variants)) {
+            outcome = COALESCE_STORED;
+            cr->stored = true;
+        }
+        cache_object_release(&obj);
+    }
+    if (cr->filler) {
+        coalesce_fill_done(cr->key, cr->key_len, cr->hash, outcome, now_ms,
+                           outcome == COALESCE_STORED ? 0 : HIT_FOR_MISS_MS);
+        cr->filler = false;
+    }
+}
+
+void cache_req_response_failed(struct cache_req *cr, int64_t now_ms)
+{
+    cache_object_builder_abandon(&cr->builder);
+    if (cr->filler) {
+        enum coalesce_outcome o = cr->too_large ? COALESCE_NOT_STORED : COALESCE_FAILED;
+        coalesce_fill_done(cr->key, cr->key_len, cr->hash, o, now_ms,
+                           cr->too_large ? HIT_FOR_MISS_MS : 0);
+        cr->filler = false;
+    }
+}

@@ -1,0 +1,148 @@
+/*
+ * proxy/cachepath.h: the cache's part in a request's life.
+ *
+ * client.c calls these at fixed points of a request; this module turns the
+ * parsed heads into the facts cache/ reasons about (RFC 9111), keys the
+ * request, looks it up, joins request coalescing, fills the store while the
+ * response streams to the client, and writes the cache's response fields
+ * (Age, Cache-Status per RFC 9211, X-Cache).
+ *
+ *   head parsed ──cache_req_lookup──> PASS | HIT | MISS | WAIT | ONLY_IF_CACHED
+ *   HIT:   cache_req_hit_head() + the object's body
+ *   MISS:  cache_req_response_head() on the upstream's head, then
+ *          cache_req_response_body() for each piece, cache_req_response_done()
+ *          or cache_req_response_failed()
+ *   WAIT:  the waiter's wake (on this worker) -> cache_req_after_wait()
+ *   end:   cache_req_reset() (always; it finishes what is unfinished)
+ *
+ * Ownership: a struct cache_req lives in its client connection.  It owns
+ * its key, its hit object reference and its fill builder; cache_req_reset()
+ * releases them.  Pointers into the request head (base/req) are only used
+ * during the call that receives them.
+ */
+#ifndef TESSERA_CACHEPATH_H
+#define TESSERA_CACHEPATH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache/freshness.h"
+#include "cache/object.h"
+#include "config/config.h"
+#include "proxy/buf.h"
+#include "proxy/coalesce.h"
+#include "proxy/http.h"
+#include "proxy/worker.h"
+
+enum cache_lookup_result {
+    CACHE_LOOKUP_PASS,           /* not for the cache: forward (X-Cache: PASS) */
+    CACHE_LOOKUP_HIT,            /* answer from cr->obj */
+    CACHE_LOOKUP_MISS,           /* forward; the response may fill the cache */
+    CACHE_LOOKUP_WAIT,           /* another request fills this key: wait */
+    CACHE_LOOKUP_ONLY_IF_CACHED, /* a miss the client forbids forwarding: 504 */
+};
+
+/* What the response says about the cache, for X-Cache and Cache-Status. */
+enum cache_outcome { CACHE_OUT_PASS, CACHE_OUT_HIT, CACHE_OUT_MISS };
+
+struct cache_req {
+    const struct config_cache_policy *policy; /* NULL: pass */
+    enum cache_outcome outcome;
+    const char *fwd;    /* RFC 9211 fwd= value, NULL for hits */
+    const char *detail; /* RFC 9211 detail= value or NULL */
+    bool may_store;     /* a response may be stored (no request no-store...) */
+    bool stored;        /* a fill was started for this response */
+    bool coalesced;     /* the hit came from waiting on another fill */
+    bool filler;        /* registered as the key's filler in coalesce */
+    bool waiting;       /* registered as a waiter */
+    bool invalidate;    /* unsafe method: invalidate on a non-error response */
+    bool vary_seen;     /* the lookup found variants, none matching */
+    bool too_large;     /* the body outgrew max_object_size while filling */
+    int64_t wait_until_ms;
+    int64_t request_time_ms;
+
+    struct cache_request_facts facts;
+    char *key;
+    size_t key_len;
+    uint64_t hash;
+
+    struct cache_object *obj;              /* hit */
+    struct cache_object_builder *builder;  /* fill */
+    int64_t age_ms;                        /* Age to send */
+    struct coalesce_waiter waiter;
+};
+
+/* cache_req_seed_init: choose the process's random hash seed (main thread,
+ * before workers start). */
+void cache_req_seed_init(void);
+
+/* cache_req_init: an empty request state. */
+void cache_req_init(struct cache_req *cr);
+
+/* cache_req_reset: end of a request: release the hit, abandon an
+ * unfinished fill (waiters are told it failed), leave coalescing. */
+void cache_req_reset(struct cache_req *cr);
+
+/* The parts of a request cache_req_lookup() needs. */
+struct cache_request_view {
+    const char *base;           /* the request head's bytes */
+    const struct http_head *head;
+    const char *host;           /* the effective Host */
+    size_t host_len;
+    const char *target;         /* origin-form target */
+    size_t target_len;
+    bool has_body;
+};
+
+/* cache_req_lookup: decide the request's cache path under route's policy
+ * and look it up.  now_ms is the worker's clock. */
+enum cache_lookup_result cache_req_lookup(struct cache_req *cr, struct worker *w,
+                                          const struct config_route *route,
+                                          const struct cache_request_view *rv, int64_t now_ms);
+
+/* cache_req_after_wait: the fill this request waited for ended (or the wait
+ * timed out: timed_out true).  Looks the key up again: HIT, or MISS (go to
+ * the upstream, without coalescing unless the fill failed), or WAIT again
+ * (the fill failed and another request started a new one). */
+enum cache_lookup_result cache_req_after_wait(struct cache_req *cr, struct worker *w,
+                                              const struct cache_request_view *rv,
+                                              enum coalesce_outcome outcome, bool timed_out,
+                                              int64_t now_ms);
+
+/* cache_req_hit_head: append the response head for a hit (status line,
+ * stored fields, Age, Via, Cache-Status, X-Cache, Content-Length and the
+ * Connection field the caller asks for). */
+void cache_req_hit_head(struct cache_req *cr, struct buf *out, bool close, bool keep_alive_10,
+                        int64_t now_ms);
+
+/* cache_req_response_head: the upstream's final head for a MISS or PASS
+ * request: decide whether it is stored, start the fill, apply invalidation
+ * for unsafe methods.  req is the request (for Vary).  Returns the extra
+ * fields to add to the client's response (Age, Cache-Status, X-Cache) in
+ * extra (appended). */
+void cache_req_response_head(struct cache_req *cr, struct worker *w, const char *rbase,
+                             const struct http_head *req, const char *base,
+                             const struct http_head *resp, struct buf *extra, int64_t now_ms);
+
+/* cache_req_forwards_field: whether a response field goes to the client
+ * on the cache path (the targeted cache fields and the upstream's Age,
+ * which cache_req_response_head replaces, do not). */
+bool cache_req_forwards_field(const struct cache_req *cr, const char *base,
+                              const struct http_field *f);
+
+/* cache_req_response_body: body bytes of a response being stored. */
+void cache_req_response_body(struct cache_req *cr, const char *p, size_t n);
+
+/* cache_req_response_done: the whole response arrived: store it. */
+void cache_req_response_done(struct cache_req *cr, struct worker *w, int64_t now_ms);
+
+/* cache_req_response_failed: the response will not complete: store nothing. */
+void cache_req_response_failed(struct cache_req *cr, int64_t now_ms);
+
+/* cache_req_pass_fields: append the X-Cache and Cache-Status fields for a
+ * request that did not go through the cache (policy says pass). */
+void cache_req_pass_fields(const struct cache_req *cr, const struct config_route *route,
+                           struct buf *extra);
+
+#endif
