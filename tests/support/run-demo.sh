@@ -56,7 +56,7 @@ cat <<MSG
 demo app:  http://127.0.0.1:8000/  (every page takes ${DELAY} ms)
 tessera:   http://127.0.0.1:8080/  (config $CONF)
 try:       curl -i http://127.0.0.1:8080/
-           curl -i http://127.0.0.1:8080/products/1
+           curl -i http://127.0.0.1:8080/products/1   (twice: the second is a cache hit)
 Ctrl-C stops both.
 MSG
 
