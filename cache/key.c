@@ -41,6 +41,44 @@ static void put_str(struct out *o, const char *s)
     put(o, s, strlen(s));
 }
 
+static void put_pct(struct out *o, unsigned char c)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    put_char(o, '%');
+    put_char(o, hex[c >> 4]);
+    put_char(o, hex[c & 15]);
+}
+
+/* Bytes a valid request-target cannot hold raw (controls, space, DEL and
+ * non-ASCII) are percent-encoded, which is also what they mean (RFC 3986
+ * 2.1).  So a target can never write a "\n" that would start a header or
+ * cookie part of the key. */
+static void put_target_bytes(struct out *o, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c >= 0x7f)
+            put_pct(o, c);
+        else
+            put_char(o, (char)c);
+    }
+}
+
+/* Field values: a parsed field value cannot contain controls other than
+ * HTAB (RFC 9110 5.5); should one get here anyway it is percent-encoded
+ * rather than allowed to forge a "\n" part of the key. */
+static void put_value_bytes(struct out *o, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            put_pct(o, c);
+        else
+            put_char(o, (char)c);
+    }
+}
+
 static size_t finish(struct out *o)
 {
     if (o->cap > 0)
@@ -105,13 +143,36 @@ static void put_lower(struct out *o, const char *s, size_t n)
         put_char(o, lower(s[i]));
 }
 
+/* RFC 3986 3.2.2 reg-name / IP-literal characters, and ':' for the port. */
+static bool host_char(char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
+        return true;
+    return c != '\0' && strchr("-._~!$&'()*+,;=:[]", c) != NULL;
+}
+
+/* Host bytes lower-cased; any other byte, '%' included, percent-encoded.
+ * A Host the proxy did not reject can then never write "/", "?", "@" or
+ * "\n" into the key and pass for another host's path; and since '%' is
+ * encoded too, two different Host values never give the same key. */
+static void put_host_bytes(struct out *o, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = lower(s[i]);
+        if (host_char(c))
+            put_char(o, c);
+        else
+            put_pct(o, (unsigned char)c);
+    }
+}
+
 /* RFC 3986 6.2.2.1 (case) and 6.2.3 (default port), plus the trailing dot
  * of a fully qualified name, which names the same host. */
 static void put_host(struct out *o, const char *scheme, size_t scheme_len, const char *h,
                      size_t n)
 {
     const char *port = NULL;
-    size_t port_len = 0, name_len = n;
+    size_t port_len = 0, name_len;
 
     trim(&h, &n);
     name_len = n;
@@ -121,8 +182,8 @@ static void put_host(struct out *o, const char *scheme, size_t scheme_len, const
         if (end < n && h[end] == ':') {
             port = h + end + 1;
             port_len = n - end - 1;
+            name_len = end;
         }
-        name_len = end;
     } else {
         const char *colon = memrchr(h, ':', n);
         if (colon) {
@@ -133,12 +194,12 @@ static void put_host(struct out *o, const char *scheme, size_t scheme_len, const
         if (name_len > 0 && h[name_len - 1] == '.')
             name_len--;
     }
-    put_lower(o, h, name_len);
+    put_host_bytes(o, h, name_len);
     if (!port || port_len == 0)
         return;
     if (!all_digits(port, port_len)) {
         put_char(o, ':');
-        put_lower(o, port, port_len);
+        put_host_bytes(o, port, port_len);
         return;
     }
     while (port_len > 1 && port[0] == '0') {
@@ -163,23 +224,23 @@ static bool is_unreserved(char c)
 /* RFC 3986 6.2.2.1 and 6.2.2.2 on the path; see key.h for what is not done. */
 static void put_path(struct out *o, const char *p, size_t n)
 {
-    static const char hex[] = "0123456789ABCDEF";
-
+    /* A target that is not origin-form (no leading "/") gets a space, which
+     * no host can write (put_host_bytes), so "h" + "x.com/p" cannot pass
+     * for host "hx.com" + "/p". */
+    if (n == 0 || p[0] != '/')
+        put_char(o, ' ');
     for (size_t i = 0; i < n; i++) {
         int hi, lo;
         if (p[i] != '%' || i + 2 >= n || (hi = hexval(p[i + 1])) < 0 ||
             (lo = hexval(p[i + 2])) < 0) {
-            put_char(o, p[i]);
+            put_target_bytes(o, p + i, 1);
             continue;
         }
         char c = (char)(hi * 16 + lo);
-        if (is_unreserved(c)) {
+        if (is_unreserved(c))
             put_char(o, c);
-        } else {
-            put_char(o, '%');
-            put_char(o, hex[hi]);
-            put_char(o, hex[lo]);
-        }
+        else
+            put_pct(o, (unsigned char)c);
         i += 2;
     }
 }
@@ -268,7 +329,7 @@ static bool put_sorted_query(struct out *o, const char *q, size_t n,
     qsort(params, count, sizeof *params, cmp_param);
     for (size_t k = 0; k < count; k++) {
         put_char(o, k == 0 ? '?' : '&');
-        put(o, params[k].p, params[k].len);
+        put_target_bytes(o, params[k].p, params[k].len);
     }
     if (params != stack)
         free(params);
@@ -291,7 +352,7 @@ static void put_field_lines(struct out *o, const struct cache_field *fields, siz
         trim(&v, &vn);
         if (!first)
             put(o, ", ", 2);
-        put(o, v, vn);
+        put_value_bytes(o, v, vn);
         first = false;
     }
 }
@@ -349,7 +410,7 @@ size_t cache_key_build(const struct cache_key_input *in, const struct config_cac
         switch (policy->key_query) {
         case KEY_QUERY_ALL:
             put_char(&o, '?');
-            put(&o, q, qn);
+            put_target_bytes(&o, q, qn);
             break;
         case KEY_QUERY_NONE:
             break;
@@ -379,7 +440,7 @@ size_t cache_key_build(const struct cache_key_input *in, const struct config_cac
         put_str(&o, policy->key_cookies[i]);
         put_char(&o, '=');
         if (find_cookie(in->fields, in->nfields, policy->key_cookies[i], &val, &val_len))
-            put(&o, val, val_len);
+            put_value_bytes(&o, val, val_len);
     }
     return finish(&o);
 }
@@ -431,7 +492,7 @@ static void collapse_put(struct collapse *c, const char *s, size_t n)
         }
         if (c->space && c->started)
             put_char(c->o, ' ');
-        put_char(c->o, s[i]);
+        put_value_bytes(c->o, s + i, 1);
         c->space = false;
         c->started = true;
     }

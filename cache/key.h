@@ -48,13 +48,20 @@ struct cache_key_input {
  *  - scheme lower-cased.
  *  - host lower-cased (RFC 3986 6.2.2.1), one trailing dot of the name
  *    dropped, the port dropped when empty or the scheme's default (80 for
- *    http, 443 for https; leading zeros ignored) (RFC 3986 6.2.3).
+ *    http, 443 for https; leading zeros ignored) (RFC 3986 6.2.3).  Bytes
+ *    that cannot appear in a host (RFC 3986 3.2.2), '%' included, are
+ *    percent-encoded: a bad Host the proxy let through cannot write "/",
+ *    "?" or "@" and pass for another host's path.
  *  - path: percent-encoded unreserved characters (ALPHA DIGIT - . _ ~) are
  *    decoded and every other percent-encoding's hex digits upper-cased
  *    (RFC 3986 6.2.2.1, 6.2.2.2).  Nothing else: no dot-segment removal, no
  *    slash merging.  The origin receives the raw target, and an application
  *    may route /a/../b differently from /b; folding them into one key could
  *    serve one page's body for the other.  A malformed "%" is kept as is.
+ *    Raw controls, space, DEL and non-ASCII bytes (which a valid target does
+ *    not hold) are percent-encoded, here and in the query.  A target that
+ *    does not start with "/" is written after a space, which no host can
+ *    produce, so "x.com/p" on host "h" is not "/p" on host "hx.com".
  *  - query (the bytes after the first "?", kept raw), by policy->key_query:
  *    ALL: "?" and the query exactly as sent (an empty query keeps its "?");
  *    NONE: dropped with its "?";
@@ -66,7 +73,10 @@ struct cache_key_input {
  *  - one "\nh:" part per policy->key_headers entry, in policy order: NAME as
  *    configured (lower-case), VALUE every field line of that name (case-
  *    insensitive) joined by ", ", each trimmed of spaces and tabs; empty
- *    when absent.
+ *    when absent.  Controls other than HTAB (which RFC 9110 5.5 forbids in
+ *    a value, so the proxy's parser never passes them) would be percent-
+ *    encoded, here and in cookie and Vary values: no value can forge a
+ *    "\n" part.
  *  - one "\nc:" part per policy->key_cookies entry: NAME as configured,
  *    VALUE from the Cookie field lines (";"-separated name=value pairs,
  *    trimmed; names case-sensitive; the first occurrence wins); empty when
