@@ -349,8 +349,6 @@ enum cache_lookup_result cache_req_lookup(struct cache_req *cr, struct worker *w
     bool cookies_keyed = route->cache.nkey_cookies > 0;
     if (request_has_cookie(rv) && !route->cache.cache_cookies && !cookies_keyed)
         return pass(cr, "cookie");
-    if (cr->facts.has_authorization && !route->cache.cache_authorized)
-        return pass(cr, "authorization");
     size_t nfields;
     struct cache_field *fields = request_fields(rv->base, rv->head, &nfields);
     bool keyed = build_key(cr, rv, fields, nfields);
@@ -359,6 +357,15 @@ enum cache_lookup_result cache_req_lookup(struct cache_req *cr, struct worker *w
         return pass(cr, "key");
     cr->may_store = !((cr->facts.cc.flags & CC_NO_STORE) &&
                       route->cache.client_cc != CLIENT_CC_IGNORE);
+    if (cr->facts.has_authorization && !route->cache.cache_authorized) {
+        /* Never answered from the cache (DESIGN.md safety rules), but a
+         * response that says it may be shared (public, s-maxage,
+         * must-revalidate: RFC 9111 3.5) is stored for everyone else. */
+        bool may_store = cr->may_store;
+        pass(cr, "authorization");
+        cr->store_on_pass = may_store;
+        return CACHE_LOOKUP_PASS;
+    }
     enum cache_lookup_result r = store_lookup(cr, w, rv, now_ms);
     if (r == CACHE_LOOKUP_HIT)
         return r;
@@ -666,7 +673,7 @@ void cache_req_response_head(struct cache_req *cr, struct worker *w, const char 
 {
     if (cr->invalidate && resp->status < 400)
         invalidate(cr, w, rbase, req, base, resp);
-    if (!cr->policy || cr->outcome == CACHE_OUT_PASS) {
+    if (!cr->policy || (cr->outcome == CACHE_OUT_PASS && !cr->store_on_pass)) {
         append_x_cache(cr->policy, CACHE_OUT_PASS, extra);
         if (cr->policy && cr->policy->enabled) {
             buf_appendf(extra, "Cache-Status: tessera; fwd=bypass");
@@ -679,7 +686,7 @@ void cache_req_response_head(struct cache_req *cr, struct worker *w, const char 
     struct cache_response_facts rf;
     response_facts(&rf, base, resp, now_ms);
     enum cache_store_verdict v = cache_storable(&cr->facts, &rf, cr->policy);
-    if (!cr->may_store) {
+    if (!cr->may_store && !cr->store_on_pass) {
         cr->detail = "request-no-store";
     } else if (v != CACHE_STORABLE) {
         cr->detail = cache_store_verdict_name(v);
@@ -694,7 +701,7 @@ void cache_req_response_head(struct cache_req *cr, struct worker *w, const char 
     int64_t age = cache_corrected_initial_age(&rf, cr->request_time_ms, now_ms);
     buf_appendf(extra, "Age: %" PRId64 "\r\n", cache_age_header_seconds(age));
     append_cache_status(cr, extra, resp->status);
-    append_x_cache(cr->policy, CACHE_OUT_MISS, extra);
+    append_x_cache(cr->policy, cr->outcome, extra);
 }
 
 void cache_req_response_body(struct cache_req *cr, const char *p, size_t n)

@@ -52,6 +52,8 @@ struct cache_req {
     const char *fwd;    /* RFC 9211 fwd= value, NULL for hits */
     const char *detail; /* RFC 9211 detail= value or NULL */
     bool may_store;     /* a response may be stored (no request no-store...) */
+    bool store_on_pass; /* not answered from the cache, but its response may
+                         * be stored (Authorization, RFC 9111 3.5) */
     bool stored;        /* a fill was started for this response */
     bool coalesced;     /* the hit came from waiting on another fill */
     bool filler;        /* registered as the key's filler in coalesce */
