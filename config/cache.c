@@ -43,6 +43,9 @@ bool config_cache_policy_init(struct config_cache_policy *p)
     p->coalesce = true;
     p->coalesce_timeout_ms = 10 * 1000;
     p->max_variants = 16;
+    p->etag_generate = false;
+    p->conditional_pass = true;
+    p->grace_ms = 0;
     p->tags_header = strdup("Surrogate-Key");
     p->status_header = strdup("X-Cache");
     return p->tags_header && p->status_header;
@@ -412,4 +415,27 @@ bool config_cache_memory(struct config_loader *ld, const struct conf_directive *
     struct config *cfg = obj;
 
     return loader_size(ld, &d->args[0], d->name.text, MEMORY_MIN, MEMORY_MAX, &cfg->cache_memory);
+}
+
+bool config_route_etag(struct config_loader *ld, const struct conf_directive *d, void *obj)
+{
+    const struct conf_arg *a = &d->args[0];
+
+    if (strcmp(a->text, "generate") == 0 || strcmp(a->text, "off") == 0) {
+        policy(obj)->etag_generate = strcmp(a->text, "generate") == 0;
+        return true;
+    }
+    return loader_error(ld, &a->pos, "invalid value '%s' for 'etag' (expected generate or off)",
+                        a->text);
+}
+
+bool config_route_conditional_pass(struct config_loader *ld, const struct conf_directive *d,
+                                   void *obj)
+{
+    return loader_on_off(ld, &d->args[0], d->name.text, &policy(obj)->conditional_pass);
+}
+
+bool config_route_grace(struct config_loader *ld, const struct conf_directive *d, void *obj)
+{
+    return loader_duration(ld, &d->args[0], d->name.text, false, &policy(obj)->grace_ms);
 }

@@ -126,6 +126,16 @@ struct config_cache_policy {
     unsigned max_variants;            /* `max_variants N;` Vary variants per key, default 16 */
     char *status_header;              /* `cache_status_header NAME|off;` default "X-Cache";
                                        * NULL when off */
+    bool etag_generate;               /* `etag generate|off;` default off: give stored
+                                       * responses without an ETag a strong one made
+                                       * from a hash of the body */
+    bool conditional_pass;            /* `conditional_pass on|off;` default on: a 200 that
+                                       * passes through and satisfies the client's
+                                       * If-None-Match / If-Modified-Since becomes a 304 */
+    uint64_t grace_ms;                /* `grace DUR;` default 0: how long past its freshness
+                                       * (and stale windows) a stored response is kept for
+                                       * revalidation and stale-if-error; never served
+                                       * otherwise */
 };
 
 /* `route MATCH { backend NAME; host NAME; }` */

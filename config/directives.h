@@ -63,6 +63,9 @@
     X(ROUTE, "coalesce_timeout", 1, 1, VALUE, ONCE, config_route_coalesce_timeout)                 \
     X(ROUTE, "max_variants", 1, 1, VALUE, ONCE, config_route_max_variants)                         \
     X(ROUTE, "cache_status_header", 1, 1, VALUE, ONCE, config_route_cache_status_header)           \
+    X(ROUTE, "etag", 1, 1, VALUE, ONCE, config_route_etag)                                         \
+    X(ROUTE, "conditional_pass", 1, 1, VALUE, ONCE, config_route_conditional_pass)                 \
+    X(ROUTE, "grace", 1, 1, VALUE, ONCE, config_route_grace)                                       \
     X(LIMITS, "header_size", 1, 1, VALUE, ONCE, config_limits_header_size)                         \
     X(LIMITS, "headers", 1, 1, VALUE, ONCE, config_limits_headers)                                 \
     X(LIMITS, "uri_size", 1, 1, VALUE, ONCE, config_limits_uri_size)                               \

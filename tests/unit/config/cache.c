@@ -154,6 +154,37 @@ static void test_on_off(void **state)
     config_release(&cfg);
 }
 
+static void test_revalidation_directives(void **state)
+{
+    struct config *cfg;
+    const struct config_cache_policy *p;
+
+    (void)state;
+    cfg = load_route("backend app;");
+    p = &cfg->routes[0].cache;
+    assert_false(p->etag_generate);
+    assert_true(p->conditional_pass);
+    assert_int_equal(p->grace_ms, 0);
+    config_release(&cfg);
+
+    cfg = load_route("backend app; etag generate; conditional_pass off; grace 1h;");
+    p = &cfg->routes[0].cache;
+    assert_true(p->etag_generate);
+    assert_false(p->conditional_pass);
+    assert_int_equal(p->grace_ms, 3600 * 1000);
+    config_release(&cfg);
+
+    cfg = load_route("backend app; etag off; grace 0;");
+    assert_false(cfg->routes[0].cache.etag_generate);
+    config_release(&cfg);
+
+    expect_route_error("backend app; etag strong;",
+                       "t.conf:4:19: invalid value 'strong' for 'etag' (expected generate or off)");
+    expect_route_error("conditional_pass maybe;",
+                       "t.conf:4:18: invalid value 'maybe' for 'conditional_pass' (expected on "
+                       "or off)");
+}
+
 static void test_on_off_errors(void **state)
 {
     (void)state;
@@ -745,6 +776,7 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_on_off),
         cmocka_unit_test(test_on_off_errors),
+        cmocka_unit_test(test_revalidation_directives),
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_policy_without_cache_on),
         cmocka_unit_test(test_duration_errors),
