@@ -84,8 +84,9 @@ enum key_query {
 /* `client_cache_control safe|honor|ignore;`: which request Cache-Control
  * directives a client may use to steer the shared cache.
  *  safe (default): max-age, max-stale, min-fresh, only-if-cached and
- *      no-store are honoured; no-cache (and Pragma: no-cache) is ignored, so
- *      one client cannot make every request go to the application;
+ *      no-store are honoured; no-cache (and Pragma: no-cache) and max-age=0
+ *      (a browser's reload) are ignored, so one client cannot make every
+ *      request go to the application;
  *  honor: all of them, no-cache included (RFC 9111 5.2.1 to the letter);
  *  ignore: none of them. */
 enum client_cache_control { CLIENT_CC_SAFE, CLIENT_CC_HONOR, CLIENT_CC_IGNORE };

@@ -675,12 +675,8 @@ void cache_req_response_head(struct cache_req *cr, struct worker *w, const char 
         invalidate(cr, w, rbase, req, base, resp);
     if (!cr->policy || (cr->outcome == CACHE_OUT_PASS && !cr->store_on_pass)) {
         append_x_cache(cr->policy, CACHE_OUT_PASS, extra);
-        if (cr->policy && cr->policy->enabled) {
-            buf_appendf(extra, "Cache-Status: tessera; fwd=bypass");
-            if (cr->detail)
-                buf_appendf(extra, "; detail=%s", cr->detail);
-            buf_append(extra, "\r\n", 2);
-        }
+        if (cr->policy && cr->policy->enabled)
+            append_cache_status(cr, extra, resp->status);
         return;
     }
     struct cache_response_facts rf;

@@ -117,6 +117,7 @@ struct client {
     enum body_framing resp_framing;
     int status;
     uint64_t resp_body;  /* body bytes queued for the client */
+    uint64_t resp_length; /* the Content-Length sent, for FRAMING_LENGTH */
     struct http_verdict verdict; /* why the head was refused */
     ev_tstamp t_start;   /* first byte of the request */
     ev_tstamp t_activity;
@@ -417,6 +418,7 @@ static void request_reset(struct client *c)
     c->resp_framing = FRAMING_NONE;
     c->status = 0;
     c->resp_body = 0;
+    c->resp_length = 0;
     c->verdict = (struct http_verdict){0, NULL};
     c->upstream_time = -1;
 }
@@ -523,6 +525,7 @@ static bool up_on_head(void *owner, const char *base, const struct http_head *he
     } else if (has_length && !chunked_in) {
         fr.framing = FRAMING_LENGTH;
         fr.length = length;
+        c->resp_length = length;
     } else if (http11) {
         fr.framing = FRAMING_CHUNKED;
     } else {
@@ -557,7 +560,10 @@ static void up_on_body(void *owner, const char *p, size_t n)
     c->resp_body += n;
     if (buf_pending(&c->out) > OUT_HIGH_WATER && c->up)
         upstream_pause(c->up);
-    client_flush(c);
+    /* The last bytes of a Content-Length body wait for up_on_done: a stored
+     * response must be in the cache before its client can see it end. */
+    if (c->resp_framing != FRAMING_LENGTH || c->resp_body < c->resp_length)
+        client_flush(c);
 }
 
 static void up_on_trailers(void *owner, const char *base, const struct http_head *trailers)
