@@ -16,6 +16,9 @@
  */
 #include "cache/object.h"
 
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#include <xxhash.h>
+
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +34,7 @@ struct cache_object_builder {
     size_t body_len;
     size_t max_body;
     bool failed; /* sticky */
+    char etag[CACHE_OBJECT_ETAG_MAX + 1]; /* a set_etag() value; meta.etag then points here */
 };
 
 static atomic_long live_objects;
@@ -113,6 +117,26 @@ bool cache_object_builder_set_head(struct cache_object_builder *b, const char *h
 fail:
     b->failed = true;
     return false;
+}
+
+bool cache_object_builder_set_etag(struct cache_object_builder *b, const char *etag, size_t len)
+{
+    if (b->failed || len > CACHE_OBJECT_ETAG_MAX)
+        return false;
+    memcpy(b->etag, etag, len);
+    b->etag[len] = '\0';
+    b->meta.etag = b->etag;
+    b->meta.etag_len = len;
+    return true;
+}
+
+uint64_t cache_object_builder_body_hash(const struct cache_object_builder *b)
+{
+    XXH3_state_t state;
+    XXH3_64bits_reset(&state);
+    for (size_t i = 0; i < b->nchunks; i++)
+        XXH3_64bits_update(&state, b->chunks[i].iov_base, b->chunks[i].iov_len);
+    return XXH3_64bits_digest(&state);
 }
 
 static size_t round_up_pow2(size_t n)

@@ -153,6 +153,16 @@ bool cache_object_builder_failed(const struct cache_object_builder *b);
 /* cache_object_builder_body_len: body bytes appended so far. */
 size_t cache_object_builder_body_len(const struct cache_object_builder *b);
 
+/* Longest ETag cache_object_builder_set_etag() takes. */
+#define CACHE_OBJECT_ETAG_MAX 63
+
+/* cache_object_builder_set_etag: replace the object's ETag (for `etag
+ * generate`, once the body is known).  False when too long or failed. */
+bool cache_object_builder_set_etag(struct cache_object_builder *b, const char *etag, size_t len);
+
+/* cache_object_builder_body_hash: XXH3-64 of the body appended so far. */
+uint64_t cache_object_builder_body_hash(const struct cache_object_builder *b);
+
 /* cache_object_builder_abandon: free the builder and everything it holds;
  * *b becomes NULL (NULL *b is fine). */
 void cache_object_builder_abandon(struct cache_object_builder **b);

@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "cache/cachecontrol.h"
+#include "cache/conditional.h"
 #include "cache/httpdate.h"
 #include "cache/key.h"
 #include "cache/store.h"
@@ -58,6 +59,8 @@ void cache_req_reset(struct cache_req *cr)
     if (cr->builder || cr->filler)
         cache_req_response_failed(cr, 0);
     cache_object_release(&cr->obj);
+    cache_object_release(&cr->stale);
+    buf_release(&cr->fill_head);
     free(cr->key);
     struct coalesce_waiter waiter = cr->waiter;
     cache_req_init(cr);
@@ -261,6 +264,50 @@ static bool method_is_unsafe(const char *base, struct http_span m)
     return true;
 }
 
+/* Past the freshness and every window it may still serve in (grace,
+ * stale-while-revalidate, stale-if-error): of no use any more. */
+static bool beyond_grace(const struct cache_object_facts *of, const struct config_cache_policy *p)
+{
+    if (p->grace_ms == 0)
+        return false; /* kept (until evicted) for a cheap revalidation */
+    int64_t window = (int64_t)p->grace_ms;
+    if (of->stale_while_revalidate_ms > window)
+        window = of->stale_while_revalidate_ms;
+    if (of->stale_if_error_ms > window)
+        window = of->stale_if_error_ms;
+    return of->current_age_ms > of->lifetime_ms + window;
+}
+
+/* A stored object that may not answer as it is (stale, or the client wants
+ * a fresher one): serve it stale while revalidating in the background when
+ * its window allows, else keep it to revalidate with the origin (it has
+ * validators) and to fall back on if the origin fails (stale-if-error). */
+static enum cache_lookup_result stale_lookup(struct cache_req *cr, struct worker *w,
+                                             struct cache_object *obj,
+                                             const struct cache_object_facts *of)
+{
+    bool fresh = of->current_age_ms < of->lifetime_ms && !of->no_cache;
+    cr->fwd = fresh ? "request" : "stale";
+    if (!fresh && beyond_grace(of, cr->policy)) {
+        cache_store_remove(w->store, cr->key, cr->key_len, cr->hash);
+        cache_object_release(&obj);
+        return CACHE_LOOKUP_MISS;
+    }
+    if (!fresh && cr->facts.method_get && cache_within_stale_while_revalidate(of)) {
+        cr->obj = obj;
+        cr->age_ms = of->current_age_ms;
+        cr->outcome = CACHE_OUT_STALE;
+        cr->fwd = NULL;
+        cr->detail = "stale-while-revalidate";
+        cr->swr = true;
+        return CACHE_LOOKUP_HIT;
+    }
+    cr->stale = obj;
+    cr->stale_facts = *of;
+    cr->revalidating = cr->facts.method_get && (obj->etag_len > 0 || obj->last_modified_ms > 0);
+    return CACHE_LOOKUP_MISS;
+}
+
 /* Look the key up; fills cr->obj on a usable hit. */
 static enum cache_lookup_result store_lookup(struct cache_req *cr, struct worker *w,
                                              const struct cache_request_view *rv, int64_t now_ms)
@@ -287,13 +334,8 @@ static enum cache_lookup_result store_lookup(struct cache_req *cr, struct worker
         .must_revalidate = obj->must_revalidate,
     };
     enum cache_serve serve = cache_serve_decision(&of, &cr->facts, cr->policy->client_cc);
-    if (serve == CACHE_SERVE_REVALIDATE) {
-        /* Stale (or the client insists): fetch anew; the fill replaces it. */
-        bool fresh = of.current_age_ms < of.lifetime_ms && !of.no_cache;
-        cr->fwd = fresh ? "request" : "stale";
-        cache_object_release(&obj);
-        return CACHE_LOOKUP_MISS;
-    }
+    if (serve == CACHE_SERVE_REVALIDATE)
+        return stale_lookup(cr, w, obj, &of);
     cr->obj = obj;
     cr->age_ms = of.current_age_ms;
     cr->outcome = CACHE_OUT_HIT;
@@ -305,6 +347,7 @@ static enum cache_lookup_result store_lookup(struct cache_req *cr, struct worker
 static enum cache_lookup_result miss(struct cache_req *cr, bool coalesce, int64_t now_ms)
 {
     cr->outcome = CACHE_OUT_MISS;
+    cr->fetch_full = cr->facts.method_get && cr->may_store;
     bool only_if_cached = (cr->facts.cc.flags & CC_ONLY_IF_CACHED) &&
                           cr->policy->client_cc != CLIENT_CC_IGNORE;
     if (only_if_cached)
@@ -401,13 +444,18 @@ enum cache_lookup_result cache_req_after_wait(struct cache_req *cr, struct worke
 static void append_cache_status(const struct cache_req *cr, struct buf *out, int fwd_status)
 {
     buf_append_str(out, "Cache-Status: tessera");
-    if (cr->outcome == CACHE_OUT_HIT) {
+    bool hit = (cr->outcome == CACHE_OUT_HIT || cr->outcome == CACHE_OUT_STALE) && !cr->fwd;
+    if (hit) {
         int64_t ttl = cr->obj ? (cr->obj->lifetime - cr->age_ms) / 1000 : 0;
         buf_appendf(out, "; hit; ttl=%" PRId64, ttl);
         if (cr->coalesced)
             buf_append_str(out, "; detail=coalesced");
+        else if (cr->detail)
+            buf_appendf(out, "; detail=%s", cr->detail);
     } else {
         buf_appendf(out, "; fwd=%s", cr->fwd ? cr->fwd : "uri-miss");
+        if (cr->fwd_status > 0)
+            fwd_status = cr->fwd_status;
         if (fwd_status > 0)
             buf_appendf(out, "; fwd-status=%d", fwd_status);
         if (cr->stored)
@@ -421,7 +469,7 @@ static void append_cache_status(const struct cache_req *cr, struct buf *out, int
 static void append_x_cache(const struct config_cache_policy *policy, enum cache_outcome outcome,
                            struct buf *out)
 {
-    static const char *const names[] = {"PASS", "HIT", "MISS"};
+    static const char *const names[] = {"PASS", "HIT", "MISS", "STALE"};
     if (policy && policy->status_header)
         buf_appendf(out, "%s: %s\r\n", policy->status_header, names[outcome]);
 }
@@ -433,29 +481,64 @@ void cache_req_pass_fields(const struct cache_req *cr, const struct config_route
     (void)cr;
 }
 
-static bool status_has_body(int status)
+void cache_req_hit_fields(void *ctx, struct buf *out)
 {
-    return http_status_has_body(status, false);
-}
-
-void cache_req_hit_head(struct cache_req *cr, struct buf *out, bool close, bool keep_alive_10,
-                        int64_t now_ms)
-{
-    const struct cache_object *obj = cr->obj;
-    (void)now_ms;
-    buf_appendf(out, "HTTP/1.1 %03d %s\r\n", obj->status, http_reason_phrase(obj->status));
-    buf_append(out, obj->head, obj->head_len);
+    const struct cache_req *cr = ctx;
     buf_appendf(out, "Age: %" PRId64 "\r\n", cache_age_header_seconds(cr->age_ms));
     buf_append_str(out, "Via: 1.1 " VIA_NAME "\r\n");
     append_cache_status(cr, out, 0);
-    append_x_cache(cr->policy, CACHE_OUT_HIT, out);
-    if (status_has_body(obj->status))
-        buf_appendf(out, "Content-Length: %zu\r\n", obj->body_len);
-    if (close)
-        buf_append_str(out, "Connection: close\r\n");
-    else if (keep_alive_10)
-        buf_append_str(out, "Connection: keep-alive\r\n");
-    buf_append(out, "\r\n", 2);
+    append_x_cache(cr->policy, cr->outcome, out);
+}
+
+static bool is_conditional_or_range(const char *base, struct http_span name)
+{
+    static const char *const names[] = {"if-match",            "if-none-match", "if-modified-since",
+                                        "if-unmodified-since", "if-range",      "range"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (http_span_is(base, name, names[i]))
+            return true;
+    return false;
+}
+
+bool cache_req_upstream_keeps_field(const struct cache_req *cr, const char *base,
+                                    const struct http_field *f)
+{
+    return !(cr->fetch_full || cr->revalidating) || !is_conditional_or_range(base, f->name);
+}
+
+void cache_req_upstream_fields(const struct cache_req *cr, struct buf *extra)
+{
+    if (!cr->revalidating)
+        return;
+    if (cr->stale->etag_len > 0) {
+        buf_append_str(extra, "If-None-Match: ");
+        buf_append(extra, cr->stale->etag, cr->stale->etag_len);
+        buf_append(extra, "\r\n", 2);
+    }
+    if (cr->stale->last_modified_ms > 0) {
+        char date[30];
+        http_date_format((time_t)(cr->stale->last_modified_ms / 1000), date);
+        buf_appendf(extra, "If-Modified-Since: %s\r\n", date);
+    }
+}
+
+bool cache_req_stale_on_error(struct cache_req *cr, int status)
+{
+    if (!cr->stale || !cache_within_stale_if_error(&cr->stale_facts))
+        return false;
+    cache_object_builder_abandon(&cr->builder);
+    cache_object_release(&cr->obj);
+    cr->obj = cr->stale;
+    cr->stale = NULL;
+    cr->age_ms = cr->stale_facts.current_age_ms;
+    cr->outcome = CACHE_OUT_STALE;
+    cr->fwd = "stale";
+    cr->fwd_status = status;
+    cr->detail = "stale-if-error";
+    cr->stored = false;
+    log_warn("upstream answered %d for %.*s: serving the stale copy (stale-if-error)", status,
+             (int)cr->key_len, cr->key);
+    return true;
 }
 
 bool cache_req_forwards_field(const struct cache_req *cr, const char *base,
@@ -586,9 +669,13 @@ static void start_fill(struct cache_req *cr, const char *rbase, const struct htt
                                                           head.len))
             cache_object_builder_abandon(&cr->builder);
         cr->stored = cr->builder != NULL;
+        cr->etag_generate = cr->builder && p->etag_generate && !etag;
     }
     buf_release(&vary);
-    buf_release(&head);
+    if (cr->etag_generate)
+        cr->fill_head = head; /* set again with the ETag when the body is known */
+    else
+        buf_release(&head);
 }
 
 /* RFC 9111 4.4: after an unsafe method's non-error response, drop the
@@ -667,9 +754,157 @@ static void invalidate(struct cache_req *cr, struct worker *w, const char *rbase
     }
 }
 
-void cache_req_response_head(struct cache_req *cr, struct worker *w, const char *rbase,
-                             const struct http_head *req, const char *base,
-                             const struct http_head *resp, struct buf *extra, int64_t now_ms)
+/* Our own header block ("Name: value\r\n" lines) as a head whose spans
+ * point into it. */
+static void head_parse_block(const char *p, size_t n, struct http_head *h)
+{
+    size_t at = 0;
+    while (at < n) {
+        const char *eol = memchr(p + at, '\n', n - at);
+        size_t end = eol ? (size_t)(eol - p) : n;
+        const char *colon = memchr(p + at, ':', end - at);
+        if (colon) {
+            struct http_field *f = http_head_add_field(h);
+            if (!f)
+                return;
+            f->name = (struct http_span){(uint32_t)at, (uint32_t)(colon - (p + at))};
+            size_t v = (size_t)(colon - p) + 1;
+            size_t vend = end > 0 && p[end - 1] == '\r' ? end - 1 : end;
+            f->value = http_span_trim(p, (struct http_span){(uint32_t)v, (uint32_t)(vend - v)});
+        }
+        at = end + 1;
+    }
+}
+
+/* RFC 9111 3.2 and 4.3.4: the stored head, with every field the 304 sends
+ * replacing the stored one of that name (Content-Length, Set-Cookie, Age
+ * and the targeted fields excepted). */
+static void merge_head(struct buf *out, const struct cache_object *old, const char *base,
+                       const struct http_head *resp)
+{
+    struct buf fresh = {0};
+    stored_head(&fresh, base, resp);
+    struct http_head fh = {0};
+    head_parse_block(fresh.data ? fresh.data : "", fresh.len, &fh);
+    const char *p = old->head;
+    const char *end = old->head + old->head_len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *next = eol ? eol + 1 : end;
+        const char *colon = memchr(p, ':', (size_t)(next - p));
+        bool replaced = false;
+        for (unsigned i = 0; colon && i < fh.nfields && !replaced; i++)
+            replaced = fh.fields[i].name.len == (size_t)(colon - p) &&
+                       strncasecmp(fresh.data + fh.fields[i].name.off, p,
+                                   fh.fields[i].name.len) == 0;
+        if (!replaced)
+            buf_append(out, p, (size_t)(next - p));
+        p = next;
+    }
+    buf_append(out, fresh.data, fresh.len);
+    http_head_free(&fh);
+    buf_release(&fresh);
+}
+
+/* A 304 answered our revalidation: a new object with the merged head,
+ * the new freshness and the old body (copied: objects are immutable). */
+static struct cache_object *refresh_object(struct cache_req *cr, const char *base,
+                                           const struct http_head *resp, int64_t now_ms)
+{
+    const struct cache_object *old = cr->stale;
+    struct buf head = {0};
+    merge_head(&head, old, base, resp);
+    struct http_head mh = {0};
+    head_parse_block(head.data ? head.data : "", head.len, &mh);
+    mh.status = old->status;
+    struct cache_response_facts rf;
+    response_facts(&rf, head.data ? head.data : "", &mh, now_ms);
+    /* The 304's own Date and Age say how old this validation is. */
+    struct cache_response_facts rf304;
+    response_facts(&rf304, base, resp, now_ms);
+    int64_t lifetime = cache_freshness_lifetime(&rf, cr->policy, now_ms);
+    struct cache_object_facts of;
+    cache_object_facts_fill(&of, &rf, cr->policy, lifetime, 0);
+    const struct http_field *etag = http_head_find(head.data ? head.data : "", &mh, "etag");
+    struct cache_object_meta meta = {
+        .primary_key = old->primary_key,
+        .primary_len = old->primary_len,
+        .primary_hash = old->primary_hash,
+        .secondary_key = old->secondary_key,
+        .secondary_len = old->secondary_len,
+        .vary = old->vary,
+        .vary_len = old->vary_len,
+        .status = old->status,
+        .request_time = cr->request_time_ms,
+        .response_time = now_ms,
+        .corrected_initial_age = cache_corrected_initial_age(&rf304, cr->request_time_ms, now_ms),
+        .lifetime = lifetime,
+        .stale_while_revalidate = of.stale_while_revalidate_ms,
+        .stale_if_error = of.stale_if_error_ms,
+        .stored_at = now_ms,
+        .no_cache = of.no_cache,
+        .must_revalidate = of.must_revalidate,
+        .etag = etag ? head.data + etag->value.off : old->etag,
+        .etag_len = etag ? etag->value.len : old->etag_len,
+        .last_modified_ms = rf.has_last_modified ? rf.last_modified_ms : old->last_modified_ms,
+        .tags = old->tags,
+        .ntags = old->ntags,
+    };
+    struct cache_object *obj = NULL;
+    struct cache_object_builder *b = cache_object_builder_new(&meta, SIZE_MAX);
+    if (b && cache_object_builder_set_head(b, head.data ? head.data : "", head.len)) {
+        for (size_t i = 0; i < old->nbody; i++)
+            cache_object_builder_append(b, old->body[i].iov_base, old->body[i].iov_len);
+        obj = cache_object_builder_finish(&b);
+    }
+    cache_object_builder_abandon(&b);
+    http_head_free(&mh);
+    buf_release(&head);
+    return obj;
+}
+
+static void fill_done(struct cache_req *cr, enum coalesce_outcome outcome, int64_t now_ms)
+{
+    if (!cr->filler)
+        return;
+    coalesce_fill_done(cr->key, cr->key_len, cr->hash, outcome, now_ms,
+                       outcome == COALESCE_NOT_STORED ? HIT_FOR_MISS_MS : 0);
+    cr->filler = false;
+}
+
+/* The revalidation came back 304: store the refreshed object and answer
+ * from it. */
+static enum cache_head_action revalidated(struct cache_req *cr, struct worker *w, const char *base,
+                                          const struct http_head *resp, int64_t now_ms)
+{
+    struct cache_object *obj = refresh_object(cr, base, resp, now_ms);
+    if (!obj || !cache_store_insert(w->store, obj, cr->policy->max_variants)) {
+        /* Not stored (no memory): still a valid answer for this client. */
+        fill_done(cr, COALESCE_NOT_STORED, now_ms);
+    } else {
+        fill_done(cr, COALESCE_STORED, now_ms);
+    }
+    if (!obj)
+        obj = cache_object_ref(cr->stale);
+    cache_object_release(&cr->obj);
+    cr->obj = obj;
+    cr->age_ms = cache_current_age(obj->corrected_initial_age, obj->response_time, now_ms);
+    cr->outcome = CACHE_OUT_HIT;
+    cr->fwd = "stale";
+    cr->fwd_status = 304;
+    cr->stored = true;
+    return CACHE_HEAD_SERVE_OBJECT;
+}
+
+static bool status_is_server_error(int status)
+{
+    return status == 500 || status == 502 || status == 503 || status == 504;
+}
+
+enum cache_head_action cache_req_response_head(struct cache_req *cr, struct worker *w,
+                                               const char *rbase, const struct http_head *req,
+                                               const char *base, const struct http_head *resp,
+                                               struct buf *extra, int64_t now_ms)
 {
     if (cr->invalidate && resp->status < 400)
         invalidate(cr, w, rbase, req, base, resp);
@@ -677,8 +912,16 @@ void cache_req_response_head(struct cache_req *cr, struct worker *w, const char 
         append_x_cache(cr->policy, CACHE_OUT_PASS, extra);
         if (cr->policy && cr->policy->enabled)
             append_cache_status(cr, extra, resp->status);
-        return;
+        return CACHE_HEAD_FORWARD;
     }
+    if (cr->revalidating && resp->status == 304)
+        return revalidated(cr, w, base, resp, now_ms);
+    if (status_is_server_error(resp->status) && cache_req_stale_on_error(cr, resp->status)) {
+        fill_done(cr, COALESCE_FAILED, now_ms);
+        return CACHE_HEAD_SERVE_STALE;
+    }
+    if (cr->stale && (resp->status == 404 || resp->status == 410))
+        cache_store_remove(w->store, cr->key, cr->key_len, cr->hash);
     struct cache_response_facts rf;
     response_facts(&rf, base, resp, now_ms);
     enum cache_store_verdict v = cache_storable(&cr->facts, &rf, cr->policy);
@@ -689,15 +932,13 @@ void cache_req_response_head(struct cache_req *cr, struct worker *w, const char 
     } else {
         start_fill(cr, rbase, req, base, resp, &rf, now_ms);
     }
-    if (!cr->builder && cr->filler) {
-        coalesce_fill_done(cr->key, cr->key_len, cr->hash, COALESCE_NOT_STORED, now_ms,
-                           HIT_FOR_MISS_MS);
-        cr->filler = false;
-    }
+    if (!cr->builder)
+        fill_done(cr, COALESCE_NOT_STORED, now_ms);
     int64_t age = cache_corrected_initial_age(&rf, cr->request_time_ms, now_ms);
     buf_appendf(extra, "Age: %" PRId64 "\r\n", cache_age_header_seconds(age));
     append_cache_status(cr, extra, resp->status);
     append_x_cache(cr->policy, cr->outcome, extra);
+    return CACHE_HEAD_FORWARD;
 }
 
 void cache_req_response_body(struct cache_req *cr, const char *p, size_t n)
@@ -713,23 +954,37 @@ void cache_req_response_body(struct cache_req *cr, const char *p, size_t n)
     }
 }
 
+/* etag generate: the body is known, give the object its strong ETag. */
+static void generate_etag(struct cache_req *cr)
+{
+    char etag[24];
+    cache_etag_from_hash(cache_object_builder_body_hash(cr->builder), etag);
+    size_t len = strlen(etag);
+    buf_appendf(&cr->fill_head, "ETag: %s\r\n", etag);
+    if (cr->fill_head.oom || !cache_object_builder_set_etag(cr->builder, etag, len) ||
+        !cache_object_builder_set_head(cr->builder, cr->fill_head.data, cr->fill_head.len))
+        cache_object_builder_abandon(&cr->builder);
+    buf_release(&cr->fill_head);
+}
+
 void cache_req_response_done(struct cache_req *cr, struct worker *w, int64_t now_ms)
 {
-    cr->stored = false;
     enum coalesce_outcome outcome = COALESCE_NOT_STORED;
+    if (cr->builder)
+        cr->stored = false; /* until the insert succeeds */
+    if (cr->builder && cr->etag_generate)
+        generate_etag(cr);
     if (cr->builder) {
         struct cache_object *obj = cache_object_builder_finish(&cr->builder);
         if (obj && cache_store_insert(w->store, obj, cr->policy->max_variants)) {
             outcome = COALESCE_STORED;
             cr->stored = true;
+            cache_object_release(&cr->obj);
+            cr->obj = cache_object_ref(obj);
         }
         cache_object_release(&obj);
     }
-    if (cr->filler) {
-        coalesce_fill_done(cr->key, cr->key_len, cr->hash, outcome, now_ms,
-                           outcome == COALESCE_STORED ? 0 : HIT_FOR_MISS_MS);
-        cr->filler = false;
-    }
+    fill_done(cr, outcome, now_ms);
 }
 
 void cache_req_response_failed(struct cache_req *cr, int64_t now_ms)

@@ -44,7 +44,16 @@ enum cache_lookup_result {
 };
 
 /* What the response says about the cache, for X-Cache and Cache-Status. */
-enum cache_outcome { CACHE_OUT_PASS, CACHE_OUT_HIT, CACHE_OUT_MISS };
+enum cache_outcome { CACHE_OUT_PASS, CACHE_OUT_HIT, CACHE_OUT_MISS, CACHE_OUT_STALE };
+
+/* What the client does with the upstream's final response head. */
+enum cache_head_action {
+    CACHE_HEAD_FORWARD,      /* relay it (with the extra fields) */
+    CACHE_HEAD_SERVE_OBJECT, /* a 304 refreshed the stored object: answer from cr->obj
+                              * once the upstream response has ended */
+    CACHE_HEAD_SERVE_STALE,  /* the upstream failed (5xx): answer from the stale object
+                              * (stale-if-error) once the response has ended */
+};
 
 struct cache_req {
     const struct config_cache_policy *policy; /* NULL: pass */
@@ -61,6 +70,12 @@ struct cache_req {
     bool invalidate;    /* unsafe method: invalidate on a non-error response */
     bool vary_seen;     /* the lookup found variants, none matching */
     bool too_large;     /* the body outgrew max_object_size while filling */
+    bool fetch_full;    /* the upstream request is for the cache: the client's
+                         * conditionals and Range stay here */
+    bool revalidating;  /* the upstream request carries cr->stale's validators */
+    bool swr;           /* answered stale; a background revalidation is due */
+    bool etag_generate; /* the fill gets a generated ETag when done */
+    int fwd_status;     /* the upstream's status behind a stale or refreshed answer */
     int64_t wait_until_ms;
     int64_t request_time_ms;
 
@@ -69,7 +84,11 @@ struct cache_req {
     size_t key_len;
     uint64_t hash;
 
-    struct cache_object *obj;              /* hit */
+    struct cache_object *obj;              /* hit, or the object just stored */
+    struct cache_object *stale;            /* a stale object: to revalidate, or to
+                                            * serve if the upstream fails */
+    struct cache_object_facts stale_facts;
+    struct buf fill_head;                  /* the stored head, until the fill ends */
     struct cache_object_builder *builder;  /* fill */
     int64_t age_ms;                        /* Age to send */
     struct coalesce_waiter waiter;
@@ -112,20 +131,35 @@ enum cache_lookup_result cache_req_after_wait(struct cache_req *cr, struct worke
                                               enum coalesce_outcome outcome, bool timed_out,
                                               int64_t now_ms);
 
-/* cache_req_hit_head: append the response head for a hit (status line,
- * stored fields, Age, Via, Cache-Status, X-Cache, Content-Length and the
- * Connection field the caller asks for). */
-void cache_req_hit_head(struct cache_req *cr, struct buf *out, bool close, bool keep_alive_10,
-                        int64_t now_ms);
+/* cache_req_hit_fields: append the fields every answer from the cache
+ * carries: Age, Via, Cache-Status, X-Cache.  A hit_fields_fn (proxy/hit.h):
+ * ctx is the struct cache_req. */
+void cache_req_hit_fields(void *ctx, struct buf *out);
+
+/* cache_req_upstream_fields: fields the upstream request gets from the cache
+ * (the stale object's validators when revalidating). */
+void cache_req_upstream_fields(const struct cache_req *cr, struct buf *extra);
+
+/* cache_req_upstream_keeps_field: whether a request field goes upstream:
+ * when fetching for the cache, the client's conditionals and Range are
+ * answered here from the stored object, not by the upstream. */
+bool cache_req_upstream_keeps_field(const struct cache_req *cr, const char *base,
+                                    const struct http_field *f);
+
+/* cache_req_stale_on_error: the upstream failed before answering (status
+ * 502 or 504, or a 5xx it sent): when a stale object is within its
+ * stale-if-error window, make it the answer (cr->obj) and return true. */
+bool cache_req_stale_on_error(struct cache_req *cr, int status);
 
 /* cache_req_response_head: the upstream's final head for a MISS or PASS
  * request: decide whether it is stored, start the fill, apply invalidation
  * for unsafe methods.  req is the request (for Vary).  Returns the extra
  * fields to add to the client's response (Age, Cache-Status, X-Cache) in
  * extra (appended). */
-void cache_req_response_head(struct cache_req *cr, struct worker *w, const char *rbase,
-                             const struct http_head *req, const char *base,
-                             const struct http_head *resp, struct buf *extra, int64_t now_ms);
+enum cache_head_action cache_req_response_head(struct cache_req *cr, struct worker *w,
+                                               const char *rbase, const struct http_head *req,
+                                               const char *base, const struct http_head *resp,
+                                               struct buf *extra, int64_t now_ms);
 
 /* cache_req_forwards_field: whether a response field goes to the client
  * on the cache path (the targeted cache fields and the upstream's Age,
@@ -136,7 +170,8 @@ bool cache_req_forwards_field(const struct cache_req *cr, const char *base,
 /* cache_req_response_body: body bytes of a response being stored. */
 void cache_req_response_body(struct cache_req *cr, const char *p, size_t n);
 
-/* cache_req_response_done: the whole response arrived: store it. */
+/* cache_req_response_done: the whole response arrived: store it (the
+ * stored object is then cr->obj). */
 void cache_req_response_done(struct cache_req *cr, struct worker *w, int64_t now_ms);
 
 /* cache_req_response_failed: the response will not complete: store nothing. */

@@ -48,6 +48,7 @@
 #include "proxy/buf.h"
 #include "proxy/cachepath.h"
 #include "proxy/forward.h"
+#include "proxy/hit.h"
 #include "proxy/http.h"
 #include "proxy/log.h"
 #include "proxy/router.h"
@@ -101,8 +102,11 @@ struct client {
     struct buf upbody; /* body bytes parsed before the upstream was opened */
     enum request_action action; /* pending after this parse */
     struct cache_req cr;        /* the cache's part in the request */
-    size_t hit_off;             /* body bytes of cr.obj written so far */
+    uint64_t hit_off;           /* next body byte of cr.obj to write */
+    uint64_t hit_end;           /* end of the slice to write (exclusive) */
     bool hit_body;              /* the hit's body is being written */
+    bool discard_body;          /* the upstream's body is not for the client (a 304 went) */
+    bool answer_from_cache;     /* answer from cr.obj when the upstream response ends */
     int retries;
     bool head_request;
     bool idempotent;
@@ -126,6 +130,7 @@ struct client {
 };
 
 static void client_close(struct client *c);
+static void client_serve_hit(struct client *c);
 
 static int64_t now_ms(const struct client *c)
 {
@@ -211,6 +216,21 @@ static bool client_writing(const struct client *c)
 
 enum write_result { WRITE_DONE, WRITE_BLOCKED, WRITE_FAILED };
 
+/* The object's body from hit_off, cut at hit_end (a range). */
+static size_t hit_iov(const struct client *c, struct iovec *iov, size_t max)
+{
+    size_t n = cache_object_body_iov(c->cr.obj, c->hit_off, iov, max);
+    uint64_t left = c->hit_end - c->hit_off;
+    for (size_t i = 0; i < n; i++) {
+        if (iov[i].iov_len >= left) {
+            iov[i].iov_len = (size_t)left;
+            return i + 1;
+        }
+        left -= iov[i].iov_len;
+    }
+    return n;
+}
+
 /* Write `out`, then the hit body straight from the stored object (no copy:
  * writev over its chunks). */
 static enum write_result client_write_some(struct client *c)
@@ -224,7 +244,7 @@ static enum write_result client_write_some(struct client *c)
             niov = 1;
         }
         if (c->hit_body)
-            niov += cache_object_body_iov(c->cr.obj, c->hit_off, iov + niov, 16 - niov);
+            niov += hit_iov(c, iov + niov, 16 - niov);
         if (niov == 0) {
             c->hit_body = false;
             return WRITE_DONE;
@@ -244,7 +264,7 @@ static enum write_result client_write_some(struct client *c)
         buf_consume(&c->out, from_out);
         left -= from_out;
         c->hit_off += left;
-        if (c->hit_body && c->hit_off >= c->cr.obj->body_len)
+        if (c->hit_body && c->hit_off >= c->hit_end)
             c->hit_body = false;
     }
 }
@@ -406,8 +426,9 @@ static void request_reset(struct client *c)
     buf_reset(&c->uphead);
     buf_release(&c->upbody);
     c->action = ACT_NONE;
-    c->hit_off = 0;
+    c->hit_off = c->hit_end = 0;
     c->hit_body = false;
+    c->discard_body = c->answer_from_cache = false;
     cache_req_reset(&c->cr);
     c->route = NULL;
     c->retries = 0;
@@ -500,6 +521,53 @@ static bool keep_field(const void *ctx, const char *base, const struct http_fiel
     return cache_req_forwards_field(ctx, base, f);
 }
 
+static void append_extra(void *ctx, struct buf *out)
+{
+    const struct buf *extra = ctx;
+    buf_append(out, extra->data, extra->len);
+}
+
+/* A 200 that satisfies the client's If-None-Match / If-Modified-Since
+ * (the application ignored them, or the cache kept them to itself) goes
+ * out as a 304; its body is read and dropped (and still stored). */
+static bool answer_conditionally(struct client *c, const char *base, const struct http_head *head,
+                                 const struct forward_response *fr)
+{
+    if (!c->route->cache.conditional_pass && !c->cr.fetch_full)
+        return false;
+    struct hit_request hr;
+    hit_request_init(&hr, c->in.data, &c->req);
+    struct buf extra = {.data = (char *)fr->extra, .len = fr->extra_len, .cap = fr->extra_len};
+    struct hit_head hh = {
+        .close = fr->close,
+        .keep_alive_10 = fr->keep_alive_10,
+        .fields = append_extra,
+        .fields_ctx = &extra,
+    };
+    bool done = hit_not_modified_from_response(base, head, &hr, &hh, &c->out, now_ms(c));
+    hit_request_release(&hr);
+    if (!done)
+        return false;
+    c->status = 304;
+    c->resp_framing = FRAMING_NONE;
+    c->discard_body = true;
+    return true;
+}
+
+/* A Range request that missed: the whole object is being fetched for the
+ * cache; the range is answered from it once stored.  Only with a known
+ * length: then the fill cannot fail for size half-way. */
+static bool answer_range_after_fill(struct client *c, bool has_length)
+{
+    if (!c->cr.fetch_full || !c->cr.builder || !has_length ||
+        !http_head_find(c->in.data, &c->req, "range"))
+        return false;
+    c->resp_started = false;
+    c->discard_body = true;
+    c->answer_from_cache = true;
+    return true;
+}
+
 static bool up_on_head(void *owner, const char *base, const struct http_head *head, bool interim)
 {
     struct client *c = owner;
@@ -511,6 +579,16 @@ static bool up_on_head(void *owner, const char *base, const struct http_head *he
         return c->state != CS_DEAD;
     }
     c->upstream_time = ev_now(c->w->loop) - c->t_upstream;
+    struct buf extra = {0};
+    enum cache_head_action action = cache_req_response_head(&c->cr, c->w, c->in.data, &c->req,
+                                                            base, head, &extra, now_ms(c));
+    if (action != CACHE_HEAD_FORWARD) {
+        /* Answered from the cache once the upstream's response has ended
+         * (its body, if any, is read and dropped). */
+        buf_release(&extra);
+        c->answer_from_cache = true;
+        return true;
+    }
     c->status = head->status;
     c->resp_started = true;
     bool has_length;
@@ -537,13 +615,12 @@ static bool up_on_head(void *owner, const char *base, const struct http_head *he
     fr.close = c->close_after;
     fr.keep_alive_10 = !http11 && !fr.close;
     c->resp_framing = fr.framing;
-    struct buf extra = {0};
-    cache_req_response_head(&c->cr, c->w, c->in.data, &c->req, base, head, &extra, now_ms(c));
     fr.extra = extra.data;
     fr.extra_len = extra.len;
     fr.keep = keep_field;
     fr.keep_ctx = &c->cr;
-    forward_response_head(&c->out, base, head, &fr);
+    if (!answer_conditionally(c, base, head, &fr) && !answer_range_after_fill(c, has_length))
+        forward_response_head(&c->out, base, head, &fr);
     buf_release(&extra);
     client_flush(c);
     return c->state != CS_DEAD;
@@ -553,6 +630,8 @@ static void up_on_body(void *owner, const char *p, size_t n)
 {
     struct client *c = owner;
     cache_req_response_body(&c->cr, p, n);
+    if (c->discard_body || c->answer_from_cache)
+        return;
     if (c->resp_framing == FRAMING_CHUNKED)
         client_write_chunk(c, p, n);
     else
@@ -590,6 +669,14 @@ static void up_on_done(void *owner)
     struct client *c = owner;
     c->up = NULL;
     cache_req_response_done(&c->cr, c->w, now_ms(c));
+    if (c->answer_from_cache) {
+        if (!c->cr.obj) {
+            client_error(c, 502, "the response could not be stored to answer from");
+            return;
+        }
+        client_serve_hit(c);
+        return;
+    }
     if (c->resp_framing == FRAMING_CHUNKED)
         client_write(c, "0\r\n\r\n", 5);
     c->resp_done = true;
@@ -639,8 +726,14 @@ static void up_on_error(void *owner, const struct upstream_error *err)
             return;
     }
     /* The first failure is the one to report: a retry that found no other
-     * server does not turn a timeout into a 502. */
-    client_error(c, upstream_failure_status(err->failure), upstream_failure_name(err->failure));
+     * server does not turn a timeout into a 502.  A stale copy within its
+     * stale-if-error window hides it. */
+    int status = upstream_failure_status(err->failure);
+    if (cache_req_stale_on_error(&c->cr, status)) {
+        client_serve_hit(c);
+        return;
+    }
+    client_error(c, status, upstream_failure_name(err->failure));
 }
 
 static void up_on_drained(void *owner)
@@ -788,12 +881,16 @@ static void set_action(struct client *c, enum cache_lookup_result r)
     }
 }
 
-static bool request_cache_decide(struct client *c, const struct target *t)
+static void request_cache_decide(struct client *c, const struct target *t)
 {
     struct cache_request_view rv;
     request_view(c, t, &rv);
     set_action(c, cache_req_lookup(&c->cr, c->w, c->route, &rv, now_ms(c)));
-    return true;
+}
+
+static bool keep_request_field(const void *ctx, const char *base, const struct http_field *f)
+{
+    return cache_req_upstream_keeps_field(ctx, base, f);
 }
 
 static bool request_head_complete(struct client *c)
@@ -847,6 +944,12 @@ static bool request_head_complete(struct client *c)
         c->req_framing = FRAMING_CHUNKED;
     else if (has_length && length > 0)
         c->req_framing = FRAMING_LENGTH;
+    client_set_state(c, CS_PROXY);
+    request_cache_decide(c, &t);
+    /* The upstream head, built now for a retry or a later wake-up; the
+     * cache may add its validators and keep the client's conditionals. */
+    struct buf extra = {0};
+    cache_req_upstream_fields(&c->cr, &extra);
     struct forward_request fr = {
         .target = t.path,
         .target_len = t.path_len,
@@ -857,14 +960,18 @@ static bool request_head_complete(struct client *c)
         .framing = c->req_framing,
         .length = length,
         .close = c->route->backend->keepalive == 0,
+        .extra = extra.data,
+        .extra_len = extra.len,
+        .keep = keep_request_field,
+        .keep_ctx = &c->cr,
     };
     forward_request_head(&c->uphead, base, &c->req, &fr);
+    buf_release(&extra);
     if (c->uphead.oom) {
         c->verdict = (struct http_verdict){500, "out of memory"};
         return false;
     }
-    client_set_state(c, CS_PROXY);
-    return request_cache_decide(c, &t);
+    return true;
 }
 
 /* ---- llhttp callbacks ----------------------------------------------------- */
@@ -1058,21 +1165,37 @@ static bool client_start_forwarding(struct client *c)
     return false;
 }
 
-/* Answer from the stored object: the head goes through `out`, the body
- * is written from the object itself (client_flush). */
+/* Answer from the stored object (a hit, a refreshed or a stale one): the
+ * head goes through `out`, the body is written from the object itself
+ * (client_flush); preconditions and ranges are the client's own. */
 static void client_serve_hit(struct client *c)
 {
-    const struct cache_object *obj = c->cr.obj;
     bool http11 = c->req.major == 1 && c->req.minor >= 1;
     if (!c->keep_alive || c->w->draining)
         c->close_after = true;
-    cache_req_hit_head(&c->cr, &c->out, c->close_after, !http11 && !c->close_after, now_ms(c));
-    c->status = obj->status;
+    struct hit_request hr;
+    hit_request_init(&hr, c->in.data, &c->req);
+    struct hit_head hh = {
+        .close = c->close_after,
+        .keep_alive_10 = !http11 && !c->close_after,
+        .fields = cache_req_hit_fields,
+        .fields_ctx = &c->cr,
+        .seed = (uint64_t)(uintptr_t)c ^ (uint64_t)now_ms(c),
+    };
+    struct hit_plan plan;
+    size_t before = buf_pending(&c->out);
+    hit_answer(c->cr.obj, &hr, &hh, &c->out, &plan, now_ms(c));
+    hit_request_release(&hr);
+    if (plan.status == 412) {
+        client_error(c, 412, "precondition failed");
+        return;
+    }
+    c->status = plan.status;
     c->resp_started = true;
-    c->hit_body = !c->head_request && http_status_has_body(obj->status, false);
-    c->hit_off = 0;
-    c->resp_body = c->hit_body ? obj->body_len : 0;
-    c->upstream_time = -1;
+    c->hit_off = plan.body_start;
+    c->hit_end = plan.body_end;
+    c->hit_body = plan.body_end > plan.body_start;
+    c->resp_body = (plan.body_end - plan.body_start) + (buf_pending(&c->out) - before);
     c->resp_done = true;
     client_flush(c);
 }

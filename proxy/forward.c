@@ -59,9 +59,14 @@ void forward_request_head(struct buf *out, const char *base, const struct http_h
     buf_append(out, "\r\n", 2);
     for (unsigned i = 0; i < req->nfields; i++) {
         const struct http_field *f = &req->fields[i];
-        if (http_field_forwardable(base, req, f) && !replaced_in_request(base, f))
-            append_field(out, base, f);
+        if (!http_field_forwardable(base, req, f) || replaced_in_request(base, f))
+            continue;
+        if (fr->keep && !fr->keep(fr->keep_ctx, base, f))
+            continue;
+        append_field(out, base, f);
     }
+    if (fr->extra)
+        buf_append(out, fr->extra, fr->extra_len);
     append_forwarded_for(out, base, req, fr->client_addr);
     buf_appendf(out, "X-Forwarded-Proto: %s\r\n", fr->proto);
     buf_append_str(out, "X-Forwarded-Host: ");

@@ -35,6 +35,11 @@ struct forward_request {
     enum body_framing framing;
     uint64_t length;         /* FRAMING_LENGTH */
     bool close;              /* ask the upstream to close (keepalive 0) */
+    const char *extra;       /* more field lines to send ("Name: value\r\n"...), or NULL */
+    size_t extra_len;
+    /* When set, a forwardable field is only sent when keep() says so. */
+    bool (*keep)(const void *ctx, const char *base, const struct http_field *f);
+    const void *keep_ctx;
 };
 
 /* forward_request_head: append the upstream request head for req (spans

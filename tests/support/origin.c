@@ -157,6 +157,7 @@ struct opts {
     size_t chunk;
     long delay, body_delay, drip;       /* -1: not given */
     const char *trailer, *ctype, *path; /* decoded, NULL when absent */
+    const char *etag, *lm;              /* validators to send and to honour */
     const char *hdrs[MAX_HDRS];
     size_t nhdrs;
 };
@@ -272,6 +273,13 @@ static bool opts_set(struct opts *o, const char *k, const char *v, const char **
         o->ctype = v;
     } else if (strcmp(k, "path") == 0) {
         o->path = v;
+    } else if (strcmp(k, "etag") == 0 || strcmp(k, "lm") == 0) {
+        if (strpbrk(v, "\r\n") != NULL || *v == '\0')
+            return false;
+        if (k[0] == 'e')
+            o->etag = v;
+        else
+            o->lm = v;
     } else {
         bool on = strcmp(v, "0") != 0;
         if (strcmp(k, "chunked") == 0)
@@ -460,6 +468,7 @@ struct response {
     int status;
     const char *ctype;
     const char *extra[2]; /* demo headers such as Cache-Control */
+    const char *validator[2]; /* etag= and lm= values: ETag, Last-Modified */
     enum framing framing;
     bool no_body; /* HEAD, 204, 304 */
     bool close_after;
@@ -744,6 +753,20 @@ static void response_default_body(struct conn *c, struct buf *b)
     }
 }
 
+/* etag= and lm=: send the validators, and answer 304 when the request's
+ * If-None-Match names the ETag or its If-Modified-Since is the
+ * Last-Modified (a cooperative application). */
+static bool validators_match(const struct request *r)
+{
+    const struct opts *o = &r->o;
+    size_t len;
+    const char *inm = head_header(&r->head, "if-none-match", &len);
+    if (o->etag && inm)
+        return memmem(inm, len, o->etag, strlen(o->etag)) != NULL;
+    const char *ims = head_header(&r->head, "if-modified-since", &len);
+    return o->lm && ims && len == strlen(o->lm) && memcmp(ims, o->lm, len) == 0;
+}
+
 static void response_build(struct conn *c)
 {
     struct request *r = &c->req;
@@ -766,6 +789,12 @@ static void response_build(struct conn *c)
     }
     if (!internal && o->status)
         resp->status = o->status;
+    if (!internal && o->etag)
+        resp->validator[0] = o->etag;
+    if (!internal && o->lm)
+        resp->validator[1] = o->lm;
+    if (!internal && (o->etag || o->lm) && validators_match(r))
+        resp->status = 304;
     if (o->ctype)
         resp->ctype = o->ctype;
     bool http10 = c->parser.http_major == 1 && c->parser.http_minor == 0;
@@ -812,6 +841,10 @@ static void response_queue_head(struct conn *c)
                c->id, c->seq, srv.port, r->body_len);
     for (size_t i = 0; i < 2 && resp->extra[i]; i++)
         buf_printf(b, "%s\r\n", resp->extra[i]);
+    if (resp->validator[0])
+        buf_printf(b, "ETag: %s\r\n", resp->validator[0]);
+    if (resp->validator[1])
+        buf_printf(b, "Last-Modified: %s\r\n", resp->validator[1]);
     for (size_t i = 0; i < r->o.nhdrs; i++)
         buf_printf(b, "%s\r\n", r->o.hdrs[i]);
     buf_str(b, "\r\n");
@@ -1306,6 +1339,8 @@ static void usage(FILE *f)
           "  drip=MS           wait between 8k pieces (or chunks)\n"
           "  abort=N           close abruptly after N body bytes\n"
           "  hdr=Name:Val      add a header (repeatable, URL-decoded)\n"
+          "  etag=V  lm=DATE   send ETag / Last-Modified and answer 304 to a request\n"
+          "                    whose If-None-Match names V or If-Modified-Since is DATE\n"
           "  ctype=TYPE        Content-Type (empty: none)\n"
           "  echo=1            body = request head as received + request body\n"
           "  continue=0        ignore Expect: 100-continue\n"
