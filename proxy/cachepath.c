@@ -997,3 +997,42 @@ void cache_req_response_failed(struct cache_req *cr, int64_t now_ms)
         cr->filler = false;
     }
 }
+
+bool cache_req_background_init(struct cache_req *bg, const struct cache_req *cr,
+                               struct worker *w, int64_t now_ms)
+{
+    cache_req_init(bg);
+    bg->waiter.worker = w;
+    bg->key = malloc(cr->key_len + 1);
+    if (!bg->key)
+        return false;
+    memcpy(bg->key, cr->key, cr->key_len + 1);
+    bg->key_len = cr->key_len;
+    bg->hash = cr->hash;
+    /* One background fill per key: a waiter slot that is dropped at once
+     * when somebody else already fills it. */
+    switch (coalesce_join(bg->key, bg->key_len, bg->hash, &bg->waiter, now_ms)) {
+    case COALESCE_FILLER:
+        break;
+    case COALESCE_WAITER:
+        coalesce_cancel(&bg->waiter);
+        /* fall through */
+    case COALESCE_BYPASS:
+        free(bg->key);
+        cache_req_init(bg);
+        return false;
+    }
+    bg->filler = true;
+    bg->policy = cr->policy;
+    bg->facts = cr->facts;
+    bg->request_time_ms = now_ms;
+    bg->outcome = CACHE_OUT_MISS;
+    bg->fwd = "stale";
+    bg->may_store = true;
+    bg->fetch_full = true;
+    bg->stale = cache_object_ref(cr->obj);
+    bg->stale_facts.lifetime_ms = cr->obj->lifetime;
+    bg->stale_facts.current_age_ms = cr->age_ms;
+    bg->revalidating = bg->stale->etag_len > 0 || bg->stale->last_modified_ms > 0;
+    return true;
+}

@@ -177,6 +177,14 @@ void cache_req_response_done(struct cache_req *cr, struct worker *w, int64_t now
 /* cache_req_response_failed: the response will not complete: store nothing. */
 void cache_req_response_failed(struct cache_req *cr, int64_t now_ms);
 
+/* cache_req_background_init: make bg (zeroed by the caller) the state of
+ * a background revalidation of the stale object cr was answered with: its
+ * key, policy and facts copied, the object referenced, and the key's fill
+ * claimed in the coalescing table.  False (bg left empty) when another
+ * request already fills the key or memory runs out. */
+bool cache_req_background_init(struct cache_req *bg, const struct cache_req *cr,
+                               struct worker *w, int64_t now_ms);
+
 /* cache_req_pass_fields: append the X-Cache and Cache-Status fields for a
  * request that did not go through the cache (policy says pass). */
 void cache_req_pass_fields(const struct cache_req *cr, const struct config_route *route,

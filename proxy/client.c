@@ -49,6 +49,7 @@
 #include "proxy/cachepath.h"
 #include "proxy/forward.h"
 #include "proxy/hit.h"
+#include "proxy/revalidate.h"
 #include "proxy/http.h"
 #include "proxy/log.h"
 #include "proxy/router.h"
@@ -1200,6 +1201,17 @@ static void client_serve_hit(struct client *c)
     client_flush(c);
 }
 
+/* A stale answer within stale-while-revalidate: refresh it behind the
+ * client's back (one fetch per key, whoever asks). */
+static void client_revalidate_in_background(struct client *c)
+{
+    struct target t;
+    if (!target_split(c, &t))
+        return;
+    revalidate_start(c->w, c->wc, c->route, &c->cr, c->in.data, &c->req, t.host, t.host_len,
+                     t.path, t.path_len, c->addr);
+}
+
 /* Do what the parsed head asked for.  False when the client was answered
  * or closed and the caller must stop. */
 static bool client_act(struct client *c)
@@ -1213,6 +1225,8 @@ static bool client_act(struct client *c)
         c->action = ACT_FORWARD;
         return client_start_forwarding(c);
     case ACT_HIT:
+        if (c->cr.swr)
+            client_revalidate_in_background(c);
         client_serve_hit(c);
         return false;
     case ACT_WAIT:

@@ -22,6 +22,7 @@
 
 #include "proxy/client.h"
 #include "proxy/coalesce.h"
+#include "proxy/revalidate.h"
 #include "proxy/http.h"
 #include "proxy/log.h"
 #include "proxy/router.h"
@@ -219,6 +220,7 @@ static void worker_cleanup(struct worker *w)
         client_unlink(&self->dead, c);
         client_destroy(c);
     }
+    revalidate_shutdown(w);
     upstream_pools_free(w);
     for (size_t i = 0; i < w->nlisteners; i++)
         if (w->listeners[i].fd >= 0)

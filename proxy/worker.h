@@ -67,6 +67,7 @@ struct worker {
 
     struct coalesce_inbox *inbox; /* wake-ups from fills on other workers */
     struct cache_store *store;    /* the process's memory store (shared) */
+    void *revalidations;          /* background fetches (proxy/revalidate.c) */
 
     char date[30]; /* IMF-fixdate of date_sec */
     time_t date_sec;
