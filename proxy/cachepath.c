@@ -294,6 +294,7 @@ static enum cache_lookup_result stale_lookup(struct cache_req *cr, struct worker
         return CACHE_LOOKUP_MISS;
     }
     if (!fresh && cr->facts.method_get && cache_within_stale_while_revalidate(of)) {
+        cache_object_release(&cr->obj);
         cr->obj = obj;
         cr->age_ms = of->current_age_ms;
         cr->outcome = CACHE_OUT_STALE;
@@ -302,6 +303,7 @@ static enum cache_lookup_result stale_lookup(struct cache_req *cr, struct worker
         cr->swr = true;
         return CACHE_LOOKUP_HIT;
     }
+    cache_object_release(&cr->stale); /* a second lookup, after waiting */
     cr->stale = obj;
     cr->stale_facts = *of;
     cr->revalidating = cr->facts.method_get && (obj->etag_len > 0 || obj->last_modified_ms > 0);
@@ -336,6 +338,7 @@ static enum cache_lookup_result store_lookup(struct cache_req *cr, struct worker
     enum cache_serve serve = cache_serve_decision(&of, &cr->facts, cr->policy->client_cc);
     if (serve == CACHE_SERVE_REVALIDATE)
         return stale_lookup(cr, w, obj, &of);
+    cache_object_release(&cr->obj);
     cr->obj = obj;
     cr->age_ms = of.current_age_ms;
     cr->outcome = CACHE_OUT_HIT;
