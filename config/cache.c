@@ -5,7 +5,10 @@
  *
  * Every route gets the defaults of config.h from config_cache_policy_init()
  * before its directives are read, so the cache never has to tell "not
- * given" from a value.  Names are checked here, at load time, against the
+ * given" from a value.  One exception waits for the end of the file: the
+ * default `store` tier, and whether `store memcached|both` and `coalesce
+ * cluster` are allowed, depend on a memcached block that may come after
+ * the route (config_cache_stores_resolve()).  Names are checked here, at load time, against the
  * syntax they must match on the wire, so that a name that could never match
  * a request fails the load instead of silently never matching.  Called only
  * from the loader's walk (config/config.c): no locking; whatever is
@@ -41,11 +44,13 @@ bool config_cache_policy_init(struct config_cache_policy *p)
     p->key_query = KEY_QUERY_ALL;
     p->client_cc = CLIENT_CC_SAFE;
     p->coalesce = true;
+    p->coalesce_cluster = false;
     p->coalesce_timeout_ms = 10 * 1000;
     p->max_variants = 16;
     p->etag_generate = false;
     p->conditional_pass = true;
     p->grace_ms = 0;
+    p->store = STORE_TIER_MEMORY; /* until config_cache_stores_resolve() */
     p->tags_header = strdup("Surrogate-Key");
     p->status_header = strdup("X-Cache");
     return p->tags_header && p->status_header;
@@ -292,7 +297,23 @@ bool config_route_client_cache_control(struct config_loader *ld, const struct co
 
 bool config_route_coalesce(struct config_loader *ld, const struct conf_directive *d, void *obj)
 {
-    return loader_on_off(ld, &d->args[0], d->name.text, &policy(obj)->coalesce);
+    struct config_route_build *rb = obj;
+    struct config_cache_policy *p = policy(obj);
+    const struct conf_arg *a = &d->args[0];
+
+    if (strcmp(a->text, "cluster") == 0) {
+        p->coalesce = true;
+        p->coalesce_cluster = true;
+        rb->pending->cluster = d; /* needs a memcached block: checked at the end */
+        return true;
+    }
+    if (strcmp(a->text, "on") != 0 && strcmp(a->text, "off") != 0)
+        return loader_error(ld, &a->pos,
+                            "invalid value '%s' for 'coalesce' (expected on, off or cluster)",
+                            a->text);
+    p->coalesce = strcmp(a->text, "on") == 0;
+    p->coalesce_cluster = false;
+    return true;
 }
 
 bool config_route_coalesce_timeout(struct config_loader *ld, const struct conf_directive *d,
@@ -438,4 +459,53 @@ bool config_route_conditional_pass(struct config_loader *ld, const struct conf_d
 bool config_route_grace(struct config_loader *ld, const struct conf_directive *d, void *obj)
 {
     return loader_duration(ld, &d->args[0], d->name.text, false, &policy(obj)->grace_ms);
+}
+
+/* ---- store tiers ---- */
+
+static const char *const store_names[] = {
+    [STORE_TIER_MEMORY] = "memory",
+    [STORE_TIER_MEMCACHED] = "memcached",
+    [STORE_TIER_BOTH] = "both",
+};
+
+bool config_route_store(struct config_loader *ld, const struct conf_directive *d, void *obj)
+{
+    struct config_route_build *rb = obj;
+    const struct conf_arg *a = &d->args[0];
+
+    for (size_t i = 0; i < sizeof store_names / sizeof store_names[0]; i++) {
+        if (strcmp(a->text, store_names[i]) == 0) {
+            policy(obj)->store = (enum cache_store_tier)i;
+            rb->pending->store = d; /* the memcached block may come later */
+            return true;
+        }
+    }
+    return loader_error(ld, &a->pos,
+                        "invalid value '%s' for 'store' (expected memory, memcached or both)",
+                        a->text);
+}
+
+/* With a memcached block, a route without `store` uses both tiers: adding
+ * the block is all it takes to share a cache between nodes.  Without one,
+ * a route that asks for memcached is a mistake to report, not to ignore. */
+bool config_cache_stores_resolve(struct config_loader *ld)
+{
+    struct config *cfg = ld->cfg;
+    bool have = cfg->memcached.enabled;
+
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const struct loader_route *lr = &ld->routes_pending[i];
+        struct config_cache_policy *p = &cfg->routes[i].cache;
+
+        if (!lr->store)
+            p->store = have ? STORE_TIER_BOTH : STORE_TIER_MEMORY;
+        else if (p->store != STORE_TIER_MEMORY && !have)
+            return loader_error(ld, &lr->store->name.pos, "'store %s' needs a memcached block",
+                                store_names[p->store]);
+        if (lr->cluster && !have)
+            return loader_error(ld, &lr->cluster->name.pos,
+                                "'coalesce cluster' needs a memcached block");
+    }
+    return true;
 }

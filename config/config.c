@@ -5,10 +5,12 @@
  * loader_walk() looks each directive up in the table of config/directives.h,
  * checks its context, argument count, block and repetition, and calls its
  * handler, which checks and stores the value.  The main-context, limits and
- * log handlers live here; backend and route blocks and the cache directives
- * (config/cache.c) have their own files.
- * Route backends are resolved at the end, so a route may name a backend
- * defined after it.  The config copies every string it keeps, file names
+ * log handlers live here; backend and route blocks, the cache directives
+ * (config/cache.c) and the memcached block (config/memcached.c) have their
+ * own files.
+ * Route backends and store tiers are resolved at the end, so a route may
+ * name a backend defined after it, and the memcached block may come after
+ * the routes that use it.  The config copies every string it keeps, file names
  * included, so the tree is freed before config_load() returns.  On any error
  * the half-built config is freed with config_release(): every allocation is
  * owned by the config as soon as it is made.
@@ -653,6 +655,7 @@ static void free_config(struct config *cfg)
     free(cfg->listens);
     free(cfg->log.access_path);
     free(cfg->log.error_path);
+    config_memcached_clear(&cfg->memcached);
     for (size_t i = 0; i < cfg->nfiles; i++)
         free(cfg->files[i]);
     free(cfg->files);
@@ -718,7 +721,8 @@ static struct config *new_config(const struct conf_tree *tree, const char *path)
     cfg->path = strdup(path);
     cfg->log.error_path = strdup("stderr");
     cfg->files = calloc(tree->nfiles, sizeof *cfg->files);
-    if (!cfg->path || !cfg->log.error_path || !cfg->files)
+    if (!cfg->path || !cfg->log.error_path || !cfg->files ||
+        !config_memcached_init(&cfg->memcached))
         goto fail;
     for (; cfg->nfiles < tree->nfiles; cfg->nfiles++) {
         cfg->files[cfg->nfiles] = strdup(tree->files[cfg->nfiles]);
@@ -748,13 +752,13 @@ static struct config *load_tree(const struct conf_tree *tree, const char *path, 
         loader_error(&ld, &top, "no 'listen' directive");
         goto fail;
     }
-    if (!config_routes_resolve(&ld))
+    if (!config_routes_resolve(&ld) || !config_cache_stores_resolve(&ld))
         goto fail;
-    free(ld.route_backends);
+    free(ld.routes_pending);
     free(ld.base_dir);
     return ld.cfg;
 fail:
-    free(ld.route_backends);
+    free(ld.routes_pending);
     free(ld.base_dir);
     config_release(&ld.cfg);
     return NULL;

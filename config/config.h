@@ -94,6 +94,15 @@ enum client_cache_control { CLIENT_CC_SAFE, CLIENT_CC_HONOR, CLIENT_CC_IGNORE };
 #define CACHE_METHOD_GET 1u
 #define CACHE_METHOD_HEAD 2u
 
+/* `store memory|memcached|both;`: where a route's responses are stored.
+ * Reads try memory first, then memcached (a memcached hit is copied into
+ * memory); a fill writes to every tier of the route. */
+enum cache_store_tier {
+    STORE_TIER_MEMORY,    /* the in-process store only */
+    STORE_TIER_MEMCACHED, /* memcached only: every hit is a memcached get */
+    STORE_TIER_BOTH,      /* memory in front of memcached */
+};
+
 /* The cache policy of a route (all directives live in the route block;
  * `key { ... }` is a block inside it). */
 struct config_cache_policy {
@@ -122,7 +131,15 @@ struct config_cache_policy {
     bool cache_authorized;            /* `cache_authorized on|off;` default off */
     char *tags_header;                /* `tags_header NAME;` default "Surrogate-Key" */
     enum client_cache_control client_cc; /* `client_cache_control ...;` default safe */
-    bool coalesce;                    /* `coalesce on|off;` default on */
+    bool coalesce;                    /* `coalesce on|off|cluster;` default on */
+    bool coalesce_cluster;            /* `coalesce cluster;` (implies coalesce): before
+                                       * fetching a key missing from memcached, a node takes
+                                       * a short lock item in memcached (`add`, expiring
+                                       * after coalesce_timeout); the other nodes wait for
+                                       * the object to appear there instead of fetching, so
+                                       * ten nodes missing the same page cost the
+                                       * application one request.  Needs a memcached block.
+                                       * Default off */
     uint64_t coalesce_timeout_ms;     /* `coalesce_timeout DUR;` default 10s */
     unsigned max_variants;            /* `max_variants N;` Vary variants per key, default 16 */
     char *status_header;              /* `cache_status_header NAME|off;` default "X-Cache";
@@ -137,6 +154,9 @@ struct config_cache_policy {
                                        * (and stale windows) a stored response is kept for
                                        * revalidation and stale-if-error; never served
                                        * otherwise */
+    enum cache_store_tier store;      /* `store memory|memcached|both;` default both when
+                                       * the config has a memcached block, memory otherwise;
+                                       * memcached and both need the block */
 };
 
 /* `route MATCH { backend NAME; host NAME; }` */
@@ -174,6 +194,52 @@ struct config_log {
     enum log_level level; /* default LOG_INFO */
 };
 
+/* One `server HOST:PORT [weight=N];` of the memcached block.  HOST is kept
+ * as a name or an IP literal, not resolved here: libmemcached resolves it
+ * when it connects, so a memcached server that is down or not yet in DNS
+ * does not stop tessera from starting (it serves from memory and the
+ * upstream meanwhile).  It is stored in one spelling (names lower-cased,
+ * IPv6 canonical), since ketama places a server by its name and port. */
+struct config_memcached_server {
+    char *host;      /* a name or an IP literal; IPv6 without its brackets */
+    unsigned port;   /* 1..65535 */
+    unsigned weight; /* default 1, 1..1000: the server's share of the key space */
+    char text[300];  /* "host:port" as written, for logs: "[::1]:11211" */
+    struct config_pos pos;
+};
+
+/* `memcached { server ...; prefix STR; timeout DUR; retry_timeout DUR;
+ *              io_threads N; item_size SIZE; ttl_slack DUR; queue_max N; }`
+ * The shared cache tier; its defaults are set whether or not the block is
+ * given, and used only when it is. */
+struct config_memcached {
+    bool enabled;                            /* the block is given */
+    struct config_memcached_server *servers; /* at least one when enabled; keys are spread
+                                              * over them by consistent hashing (ketama) */
+    size_t nservers;
+    char *prefix;              /* `prefix STR;` default "tsr:": 1..64 printable ASCII
+                                * characters without spaces (memcached's key rules);
+                                * every key is this prefix and 32 hex digits */
+    uint64_t timeout_ms;       /* `timeout DUR;` default 200ms, 1ms..1m: connect and
+                                * each operation; longer is a miss (or a dropped write) */
+    uint64_t retry_timeout_ms; /* `retry_timeout DUR;` default 5s, 1ms..1h: how long a
+                                * failed server is left out (its keys go to the others)
+                                * before it is tried again */
+    unsigned io_threads;       /* `io_threads N;` default 2, 1..64: threads that make the
+                                * blocking libmemcached calls for the workers */
+    uint64_t item_size;        /* `item_size SIZE;` default 1047552 (1m - 1k: memcached's
+                                * default largest item less room for its header),
+                                * 4k..128m: larger objects are split into chunk items */
+    uint64_t ttl_slack_ms;     /* `ttl_slack DUR;` default 60s, 0..30d: an item's memcached
+                                * expiry is freshness + stale windows + ttl_slack, so
+                                * memcached keeps an object a little past the moment
+                                * tessera stops serving it (tessera checks freshness
+                                * itself; a node whose clock runs ahead still finds it) */
+    unsigned queue_max;        /* `queue_max N;` default 4096, 16..1000000: jobs waiting
+                                * for the I/O threads; when full, writes are dropped
+                                * (counted), never queued without limit */
+};
+
 struct config {
     atomic_uint refs;
     char *path;                   /* the main file, as given */
@@ -193,6 +259,7 @@ struct config {
     struct config_log log;
     uint64_t cache_memory;        /* `cache { memory SIZE; }` default 256m: the memory store's
                                    * bound, headers, bodies and bookkeeping counted */
+    struct config_memcached memcached; /* `memcached { ... }` */
 
     /* The file names the config was read from (main file and includes);
      * config_pos.file points into these. */

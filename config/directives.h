@@ -29,7 +29,8 @@
     X(LIMITS, "limits")                                                                            \
     X(LOG, "log")                                                                                  \
     X(CACHE, "cache")                                                                              \
-    X(KEY, "key")
+    X(KEY, "key")                                                                                  \
+    X(MEMCACHED, "memcached")
 
 #define CONFIG_DIRECTIVES(X)                                                                       \
     X(MAIN, "listen", 1, 1, VALUE, MANY, config_main_listen)                                       \
@@ -40,6 +41,7 @@
     X(MAIN, "limits", 0, 0, BLOCK, ONCE, config_main_limits)                                       \
     X(MAIN, "log", 0, 0, BLOCK, ONCE, config_main_log)                                             \
     X(MAIN, "cache", 0, 0, BLOCK, ONCE, config_main_cache)                                         \
+    X(MAIN, "memcached", 0, 0, BLOCK, ONCE, config_main_memcached)                                 \
     X(BACKEND, "server", 1, 4, VALUE, MANY, config_backend_server)                                 \
     X(BACKEND, "connect_timeout", 1, 1, VALUE, ONCE, config_backend_connect_timeout)               \
     X(BACKEND, "read_timeout", 1, 1, VALUE, ONCE, config_backend_read_timeout)                     \
@@ -66,6 +68,7 @@
     X(ROUTE, "etag", 1, 1, VALUE, ONCE, config_route_etag)                                         \
     X(ROUTE, "conditional_pass", 1, 1, VALUE, ONCE, config_route_conditional_pass)                 \
     X(ROUTE, "grace", 1, 1, VALUE, ONCE, config_route_grace)                                       \
+    X(ROUTE, "store", 1, 1, VALUE, ONCE, config_route_store)                                       \
     X(LIMITS, "header_size", 1, 1, VALUE, ONCE, config_limits_header_size)                         \
     X(LIMITS, "headers", 1, 1, VALUE, ONCE, config_limits_headers)                                 \
     X(LIMITS, "uri_size", 1, 1, VALUE, ONCE, config_limits_uri_size)                               \
@@ -80,6 +83,14 @@
     X(CACHE, "memory", 1, 1, VALUE, ONCE, config_cache_memory)                                     \
     X(KEY, "query", 1, CONFIG_LIST_MAX, VALUE, ONCE, config_key_query)                             \
     X(KEY, "header", 1, CONFIG_LIST_MAX, VALUE, MANY, config_key_header)                           \
-    X(KEY, "cookie", 1, CONFIG_LIST_MAX, VALUE, MANY, config_key_cookie)
+    X(KEY, "cookie", 1, CONFIG_LIST_MAX, VALUE, MANY, config_key_cookie)                           \
+    X(MEMCACHED, "server", 1, 2, VALUE, MANY, config_memcached_server)                             \
+    X(MEMCACHED, "prefix", 1, 1, VALUE, ONCE, config_memcached_prefix)                             \
+    X(MEMCACHED, "timeout", 1, 1, VALUE, ONCE, config_memcached_timeout)                           \
+    X(MEMCACHED, "retry_timeout", 1, 1, VALUE, ONCE, config_memcached_retry_timeout)               \
+    X(MEMCACHED, "io_threads", 1, 1, VALUE, ONCE, config_memcached_io_threads)                     \
+    X(MEMCACHED, "item_size", 1, 1, VALUE, ONCE, config_memcached_item_size)                       \
+    X(MEMCACHED, "ttl_slack", 1, 1, VALUE, ONCE, config_memcached_ttl_slack)                       \
+    X(MEMCACHED, "queue_max", 1, 1, VALUE, ONCE, config_memcached_queue_max)
 
 #endif

@@ -5,7 +5,8 @@
  * config/config.c walks the syntax tree and dispatches each directive to its
  * handler (the table is config/directives.h); config/backend.c and
  * config/route.c hold the handlers for those blocks, config/cache.c the
- * cache policy of a route and the top-level `cache` block.  Every handler either
+ * cache policy of a route and the top-level `cache` block, config/memcached.c
+ * the `memcached` block.  Every handler either
  * stores its value and returns true, or writes one error line through
  * loader_error() and returns false; whatever it allocated is already owned
  * by the config being built, so the caller frees all of it in one place.
@@ -27,6 +28,16 @@ enum config_context {
 #undef CONFIG_CONTEXT_ENUM
 };
 
+/* What a route block leaves for the checks that need the whole file: the
+ * backend it names may be defined after it, and whether it may use
+ * memcached depends on a memcached block that may come later.  Pointers
+ * into the syntax tree, which outlives the loader. */
+struct loader_route {
+    const struct conf_arg *backend;       /* `backend NAME;`'s argument; NULL until seen */
+    const struct conf_directive *store;   /* `store ...;`; NULL: the default tier */
+    const struct conf_directive *cluster; /* `coalesce cluster;`; NULL when not given */
+};
+
 struct config_loader {
     struct config *cfg;           /* being built; freed by the caller on failure */
     const struct conf_tree *tree; /* read only */
@@ -36,19 +47,20 @@ struct config_loader {
     size_t listens_cap;
     size_t backends_cap;
     size_t routes_cap;
-    const struct conf_arg **route_backends; /* per route: its `backend` argument */
-    size_t route_backends_cap;
+    struct loader_route *routes_pending; /* per route, by index */
+    size_t routes_pending_cap;
 };
 
 /* What a route block's handlers fill in. */
 struct config_route_build {
     struct config_route *route;
-    const struct conf_arg *backend; /* the argument of `backend NAME;`, NULL until seen */
+    struct loader_route *pending; /* &ld->routes_pending[route->index] */
 };
 
 /* A directive handler.  OBJ is the context's struct: struct config (main
  * and cache), struct config_backend, struct config_route_build, struct
- * config_limits, struct config_log or struct config_cache_policy (key). */
+ * config_limits, struct config_log, struct config_cache_policy (key) or
+ * struct config_memcached. */
 typedef bool config_handler_fn(struct config_loader *ld, const struct conf_directive *d, void *obj);
 
 #define CONFIG_HANDLER_DECL(ctx, name, min, max, shape, repeat, fn) config_handler_fn fn;
@@ -117,5 +129,18 @@ void config_cache_policy_clear(struct config_cache_policy *p);
 /* config_routes_resolve: point every route at its backend, now that all
  * backends are known (config/route.c). */
 bool config_routes_resolve(struct config_loader *ld);
+
+/* config_cache_stores_resolve: give every route without `store` its default
+ * tier, and fail on `store memcached|both` or `coalesce cluster` without a
+ * memcached block, now that the whole file is read (config/cache.c). */
+bool config_cache_stores_resolve(struct config_loader *ld);
+
+/* config_memcached_init: the defaults of config.h in M (a zeroed struct);
+ * false when out of memory, M then safe to clear (config/memcached.c). */
+bool config_memcached_init(struct config_memcached *m);
+
+/* config_memcached_clear: free what M owns and zero it.  Safe on a zeroed
+ * or half-built M. */
+void config_memcached_clear(struct config_memcached *m);
 
 #endif

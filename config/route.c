@@ -5,8 +5,9 @@
  * A route's pattern is checked, and a regex compiled with PCRE2 (then
  * JIT-compiled when the platform allows; the interpreter is the fallback),
  * at load time, so a bad pattern fails the load, never a request.  The
- * backend a route names is only recorded during the walk and resolved by
- * config_routes_resolve() once every backend is known.  Called only from
+ * backend a route names is only recorded during the walk (in
+ * ld->routes_pending) and resolved by config_routes_resolve() once every
+ * backend is known.  Called only from
  * the loader (config/config.c); what it allocates is owned by the config.
  */
 #include <arpa/inet.h>
@@ -132,8 +133,8 @@ bool config_main_route(struct config_loader *ld, const struct conf_directive *d,
 
     if (!loader_grow((void **)&cfg->routes, cfg->nroutes, &ld->routes_cap, sizeof *r))
         return loader_oom(ld, &d->name.pos);
-    if (!loader_grow((void **)&ld->route_backends, cfg->nroutes, &ld->route_backends_cap,
-                     sizeof *rb.backend))
+    if (!loader_grow((void **)&ld->routes_pending, cfg->nroutes, &ld->routes_pending_cap,
+                     sizeof *ld->routes_pending))
         return loader_oom(ld, &d->name.pos);
     r = &cfg->routes[cfg->nroutes];
     r->index = (unsigned)cfg->nroutes;
@@ -146,11 +147,11 @@ bool config_main_route(struct config_loader *ld, const struct conf_directive *d,
     if (!ok || (pattern && !route_pattern(ld, pattern, r)))
         return false;
     rb.route = r;
+    rb.pending = &ld->routes_pending[r->index];
     if (!loader_walk(ld, CONFIG_CTX_ROUTE, d->children, d->nchildren, &rb))
         return false;
-    if (!rb.backend)
+    if (!rb.pending->backend)
         return loader_error(ld, &d->name.pos, "route needs a 'backend' directive");
-    ld->route_backends[r->index] = rb.backend;
     return check_unique(ld, cfg, d, r);
 }
 
@@ -159,7 +160,7 @@ bool config_route_backend(struct config_loader *ld, const struct conf_directive 
     struct config_route_build *rb = obj;
 
     (void)ld;
-    rb->backend = &d->args[0];
+    rb->pending->backend = &d->args[0];
     return true;
 }
 
@@ -210,7 +211,7 @@ bool config_routes_resolve(struct config_loader *ld)
     struct config *cfg = ld->cfg;
 
     for (size_t i = 0; i < cfg->nroutes; i++) {
-        const struct conf_arg *name = ld->route_backends[i];
+        const struct conf_arg *name = ld->routes_pending[i].backend;
         cfg->routes[i].backend = config_backend_find(cfg, name->text);
         if (!cfg->routes[i].backend)
             return loader_error(ld, &name->pos, "unknown backend '%s'", name->text);

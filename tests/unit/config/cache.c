@@ -2,7 +2,8 @@
  * tests/unit/config/cache.c: the cache directives (config/cache.c): a
  * route's cache policy and its `key { ... }` block, and the top-level
  * `cache { memory SIZE; }` block.  Every default, every valid form and the
- * exact text of every error.
+ * exact text of every error.  The route side of the memcached tier (`store`,
+ * `coalesce cluster`) is here; the block itself is in memcached.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +20,7 @@
 
 #define LISTEN "listen 127.0.0.1:8080;\n"
 #define APP "backend app { server 127.0.0.1:8000; }\n"
+#define MEMCACHED "memcached { server 127.0.0.1:11211; }\n"
 
 #define MIB (1024ull * 1024)
 #define GIB (1024ull * 1024 * 1024)
@@ -69,6 +71,16 @@ static void expect_route_error(const char *body, const char *msg)
     expect_error(in_route(body), msg);
 }
 
+/* As in_route, with a memcached block after the route (the block may come
+ * after the routes that use it). */
+static const char *in_route_memcached(const char *body)
+{
+    static char text[4096];
+
+    snprintf(text, sizeof text, LISTEN APP "route / {\n%s\n}\n" MEMCACHED, body);
+    return text;
+}
+
 static void expect_defaults(const struct config_cache_policy *p)
 {
     assert_false(p->enabled);
@@ -92,9 +104,11 @@ static void expect_defaults(const struct config_cache_policy *p)
     assert_string_equal(p->tags_header, "Surrogate-Key");
     assert_int_equal(p->client_cc, CLIENT_CC_SAFE);
     assert_true(p->coalesce);
+    assert_false(p->coalesce_cluster);
     assert_int_equal(p->coalesce_timeout_ms, 10000);
     assert_int_equal(p->max_variants, 16);
     assert_string_equal(p->status_header, "X-Cache");
+    assert_int_equal(p->store, STORE_TIER_MEMORY); /* no memcached block */
 }
 
 /* ---- defaults ---- */
@@ -203,7 +217,8 @@ static void test_on_off_errors(void **state)
     expect_route_error("cache_authorized '';",
                        "t.conf:4:18: invalid value '' for 'cache_authorized' (expected on or off)");
     expect_route_error("coalesce of;",
-                       "t.conf:4:10: invalid value 'of' for 'coalesce' (expected on or off)");
+                       "t.conf:4:10: invalid value 'of' for 'coalesce' (expected on, off or "
+                       "cluster)");
     expect_route_error("cache on;\n  cache off;",
                        "t.conf:5:3: duplicate 'cache' (first at t.conf:4:1)");
     expect_route_error("cache on off;", "t.conf:4:10: 'cache' takes 1 argument");
@@ -680,6 +695,156 @@ static void test_cache_memory_errors(void **state)
                        "t.conf:4:14: 'cache' takes 1 argument");
 }
 
+/* ---- the memcached tier: store and coalesce cluster ---- */
+
+static void test_store_default(void **state)
+{
+    struct config *cfg;
+
+    (void)state;
+    /* without a memcached block: memory, for every kind of route */
+    cfg = load_ok(LISTEN APP "route = / { backend app; }\nroute default { backend app; }\n");
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        assert_int_equal(cfg->routes[i].cache.store, STORE_TIER_MEMORY);
+    config_release(&cfg);
+
+    /* with one, before or after the routes: both */
+    cfg = load_ok(LISTEN APP "route = / { backend app; }\n" MEMCACHED
+                             "route ~ x { backend app; cache on; }\nroute default { backend app; "
+                             "}\n");
+    assert_int_equal(cfg->nroutes, 3);
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        assert_int_equal(cfg->routes[i].cache.store, STORE_TIER_BOTH);
+    config_release(&cfg);
+
+    cfg = load_ok(in_route_memcached("backend app;"));
+    assert_int_equal(cfg->routes[0].cache.store, STORE_TIER_BOTH);
+    assert_false(cfg->routes[0].cache.coalesce_cluster);
+    assert_true(cfg->routes[0].cache.coalesce);
+    config_release(&cfg);
+}
+
+static void test_store(void **state)
+{
+    static const struct {
+        const char *value;
+        enum cache_store_tier tier;
+    } tiers[] = {
+        {"memory", STORE_TIER_MEMORY},
+        {"memcached", STORE_TIER_MEMCACHED},
+        {"both", STORE_TIER_BOTH},
+    };
+    char body[128];
+    struct config *cfg;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof tiers / sizeof tiers[0]; i++) {
+        snprintf(body, sizeof body, "backend app; cache on; store %s;", tiers[i].value);
+        cfg = load_ok(in_route_memcached(body));
+        assert_int_equal(cfg->routes[0].cache.store, tiers[i].tier);
+        config_release(&cfg);
+    }
+    /* store memory needs no block, and stays memory when there is one */
+    cfg = load_route("backend app; store memory;");
+    assert_int_equal(cfg->routes[0].cache.store, STORE_TIER_MEMORY);
+    config_release(&cfg);
+
+    /* each route keeps its own tier; routes without store get the default */
+    cfg = load_ok(LISTEN APP MEMCACHED "route /a { backend app; store memory; }\n"
+                                       "route /b { backend app; }\n"
+                                       "route /c { backend app; store memcached; }\n");
+    assert_int_equal(cfg->routes[0].cache.store, STORE_TIER_MEMORY);
+    assert_int_equal(cfg->routes[1].cache.store, STORE_TIER_BOTH);
+    assert_int_equal(cfg->routes[2].cache.store, STORE_TIER_MEMCACHED);
+    config_release(&cfg);
+}
+
+static void test_store_errors(void **state)
+{
+    (void)state;
+    expect_route_error("backend app; store memcached;",
+                       "t.conf:4:14: 'store memcached' needs a memcached block");
+    expect_route_error("backend app;\n  store both;",
+                       "t.conf:5:3: 'store both' needs a memcached block");
+    /* the first route that needs it, in file order */
+    expect_error(LISTEN APP "route /a { backend app; }\nroute /b { backend app; store both; }\n"
+                            "route /c { backend app; store memcached; }\n",
+                 "t.conf:4:25: 'store both' needs a memcached block");
+    /* an empty memcached block is its own error, reported first */
+    expect_error(LISTEN APP "route /a { backend app; store both; }\nmemcached { }\n",
+                 "t.conf:4:1: memcached block needs a 'server' directive");
+    expect_route_error("backend app; store disk;",
+                       "t.conf:4:20: invalid value 'disk' for 'store' (expected memory, memcached "
+                       "or both)");
+    expect_route_error("backend app; store Memory;",
+                       "t.conf:4:20: invalid value 'Memory' for 'store' (expected memory, "
+                       "memcached or both)");
+    expect_route_error("backend app; store '';",
+                       "t.conf:4:20: invalid value '' for 'store' (expected memory, memcached or "
+                       "both)");
+    expect_error(in_route_memcached("backend app; store both;\nstore memory;"),
+                 "t.conf:5:1: duplicate 'store' (first at t.conf:4:14)");
+    expect_route_error("backend app; store memory both;", "t.conf:4:27: 'store' takes 1 argument");
+    expect_route_error("backend app; store;", "t.conf:4:14: 'store' takes 1 argument");
+    expect_error(LISTEN "store memory;",
+                 "t.conf:2:1: directive 'store' is not allowed in the main context (only in: "
+                 "route)");
+    expect_error(LISTEN MEMCACHED "memcached { server a:1; }\n",
+                 "t.conf:3:1: duplicate 'memcached' block (first at t.conf:2:1)");
+}
+
+static void test_coalesce_cluster(void **state)
+{
+    struct config *cfg;
+    const struct config_cache_policy *p;
+
+    (void)state;
+    cfg = load_ok(in_route_memcached("backend app; cache on; coalesce cluster;"));
+    p = &cfg->routes[0].cache;
+    assert_true(p->coalesce);
+    assert_true(p->coalesce_cluster);
+    assert_int_equal(p->coalesce_timeout_ms, 10000);
+    config_release(&cfg);
+
+    /* with a memcached block, on and off leave cluster off */
+    cfg = load_ok(in_route_memcached("backend app; coalesce on; coalesce_timeout 3s;"));
+    p = &cfg->routes[0].cache;
+    assert_true(p->coalesce);
+    assert_false(p->coalesce_cluster);
+    assert_int_equal(p->coalesce_timeout_ms, 3000);
+    config_release(&cfg);
+
+    cfg = load_ok(in_route_memcached("backend app; coalesce off;"));
+    p = &cfg->routes[0].cache;
+    assert_false(p->coalesce);
+    assert_false(p->coalesce_cluster);
+    config_release(&cfg);
+
+    /* cluster with the memory store alone is allowed: the lock lives in
+     * memcached whatever the route stores there */
+    cfg = load_ok(in_route_memcached("backend app; store memory; coalesce cluster;"));
+    p = &cfg->routes[0].cache;
+    assert_true(p->coalesce_cluster);
+    assert_int_equal(p->store, STORE_TIER_MEMORY);
+    config_release(&cfg);
+}
+
+static void test_coalesce_cluster_errors(void **state)
+{
+    (void)state;
+    expect_route_error("backend app; coalesce cluster;",
+                       "t.conf:4:14: 'coalesce cluster' needs a memcached block");
+    expect_route_error("backend app; store memory;\n coalesce cluster;",
+                       "t.conf:5:2: 'coalesce cluster' needs a memcached block");
+    expect_route_error("backend app; coalesce Cluster;",
+                       "t.conf:4:23: invalid value 'Cluster' for 'coalesce' (expected on, off or "
+                       "cluster)");
+    expect_error(in_route_memcached("backend app; coalesce cluster; coalesce off;"),
+                 "t.conf:4:32: duplicate 'coalesce' (first at t.conf:4:14)");
+    expect_route_error("backend app; coalesce on cluster;",
+                       "t.conf:4:26: 'coalesce' takes 1 argument");
+}
+
 /* ---- whole routes ---- */
 
 static const char full_route[] = LISTEN APP "cache { memory 512m; }\n"
@@ -793,6 +958,11 @@ int main(void)
         cmocka_unit_test(test_client_cache_control),
         cmocka_unit_test(test_cache_memory),
         cmocka_unit_test(test_cache_memory_errors),
+        cmocka_unit_test(test_store_default),
+        cmocka_unit_test(test_store),
+        cmocka_unit_test(test_store_errors),
+        cmocka_unit_test(test_coalesce_cluster),
+        cmocka_unit_test(test_coalesce_cluster_errors),
         cmocka_unit_test(test_full_route),
         cmocka_unit_test(test_errors_free_everything),
     };

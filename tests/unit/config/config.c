@@ -334,7 +334,7 @@ static void test_directive_in_wrong_context(void **state)
     (void)state;
     expect_error(LISTEN "server 1.2.3.4:80;",
                  "t.conf:2:1: directive 'server' is not allowed in the main context (only in: "
-                 "backend)");
+                 "backend, memcached)");
     expect_error(LISTEN "limits { backend x; }",
                  "t.conf:2:10: directive 'backend' is not allowed in the limits context (only "
                  "in: main, route)");
