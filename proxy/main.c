@@ -175,6 +175,9 @@ static int run(struct tessera *t)
     }
     signal(SIGPIPE, SIG_IGN);
     cache_req_seed_init();
+    if (t->cfg->memcached.enabled)
+        log_warn("the memcached tier is configured but this build does not use it yet: "
+                 "objects are cached in memory only");
     t->store = memstore_new(t->cfg->cache_memory, err, sizeof err);
     if (!t->store || !coalesce_init()) {
         log_error("cannot create the cache: %s", t->store ? "out of memory" : err);
