@@ -50,6 +50,7 @@ help:
 	@echo "make test     build and run every unit and integration test"
 	@echo "make check    the same tests built with ASan and UBSan"
 	@echo "make bench    wrk benchmarks (see bench/README.md)"
+	@echo "make fuzz     libFuzzer targets for FUZZ_SECONDS each (needs clang)"
 	@echo "make install  install into PREFIX=$(PREFIX)"
 
 deps:
@@ -118,6 +119,24 @@ run: deps
 
 bench: all
 	@bench/run.sh
+
+# libFuzzer targets (tests/fuzz/NAME.c, seeds in tests/fuzz/corpus/NAME/),
+# built with clang against the pure modules (config/, cache/).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(wildcard tests/fuzz/*.c)
+FUZZ_SRCS    := $(filter-out proxy/%,$(LIB_SRCS))
+fuzz:
+	@command -v clang >/dev/null || { echo "make fuzz needs clang: apt-get install -y clang"; exit 1; }
+	@mkdir -p $(BUILD)/fuzz
+	@for t in $(FUZZ_TARGETS); do \
+	    name=$$(basename $$t .c); \
+	    clang -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -I. -I$(LLHTTP_INC) \
+	        $$t $(FUZZ_SRCS) -lxxhash -lpcre2-8 -lmemcached -o $(BUILD)/fuzz/$$name || exit 1; \
+	    mkdir -p $(BUILD)/fuzz/$$name.out; \
+	    echo "fuzzing $$name for $(FUZZ_SECONDS) s"; \
+	    $(BUILD)/fuzz/$$name -max_total_time=$(FUZZ_SECONDS) $(BUILD)/fuzz/$$name.out \
+	        tests/fuzz/corpus/$$name || exit 1; \
+	done
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
