@@ -289,6 +289,7 @@ static enum cache_lookup_result stale_lookup(struct cache_req *cr, struct worker
     bool fresh = of->current_age_ms < of->lifetime_ms && !of->no_cache;
     cr->fwd = fresh ? "request" : "stale";
     if (!fresh && beyond_grace(of, cr->policy)) {
+        cr->fwd = "uri-miss"; /* no longer kept: as if never stored */
         cache_store_remove(w->store, cr->key, cr->key_len, cr->hash);
         cache_object_release(&obj);
         return CACHE_LOOKUP_MISS;

@@ -405,7 +405,7 @@ static void access_log(struct client *c)
     buf_append(&b, " ", 1);
     append_quoted(&b, base + ua.off, ua.len < 512 ? ua.len : 512);
     double req_time = ev_now(c->w->loop) - c->t_start;
-    static const char *const outcomes[] = {"PASS", "HIT", "MISS"};
+    static const char *const outcomes[] = {"PASS", "HIT", "MISS", "STALE"};
     const char *cache = outcomes[c->cr.outcome];
     if (c->upstream_time >= 0)
         buf_appendf(&b, " %.3f %.3f %s\n", req_time, c->upstream_time, cache);
@@ -1161,6 +1161,10 @@ static bool client_start_forwarding(struct client *c)
     if (upstream_start(c, -1))
         return true;
     buf_release(&c->upbody);
+    if (cache_req_stale_on_error(&c->cr, 502)) {
+        client_serve_hit(c);
+        return false;
+    }
     cache_req_response_failed(&c->cr, now_ms(c));
     client_error(c, 502, upstream_failure_name(UPSTREAM_NO_SERVER));
     return false;
@@ -1196,7 +1200,12 @@ static void client_serve_hit(struct client *c)
     c->hit_off = plan.body_start;
     c->hit_end = plan.body_end;
     c->hit_body = plan.body_end > plan.body_start;
-    c->resp_body = (plan.body_end - plan.body_start) + (buf_pending(&c->out) - before);
+    /* Body bytes for the access log: the slice, or a multipart body that
+     * was written into `out` after the head. */
+    const char *head_end = memmem(c->out.data + c->out.off + before,
+                                  buf_pending(&c->out) - before, "\r\n\r\n", 4);
+    size_t in_out = head_end ? (size_t)((c->out.data + c->out.len) - (head_end + 4)) : 0;
+    c->resp_body = (plan.body_end - plan.body_start) + in_out;
     c->resp_done = true;
     client_flush(c);
 }

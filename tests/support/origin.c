@@ -104,15 +104,23 @@ static void buf_str(struct buf *b, const char *s)
 
 __attribute__((format(printf, 2, 3))) static void buf_printf(struct buf *b, const char *fmt, ...)
 {
+    /* Format into a stack buffer first; only a long result formats twice.
+     * (vsnprintf(NULL, 0, ...) trips gcc 12's -Wformat-truncation under
+     * some sanitizer flag combinations.) */
+    char tmp[512];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
     assert(n >= 0);
     buf_reserve(b, (size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
+    if ((size_t)n < sizeof tmp) {
+        memcpy(b->p + b->len, tmp, (size_t)n + 1);
+    } else {
+        va_start(ap, fmt);
+        vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
     b->len += (size_t)n;
 }
 
