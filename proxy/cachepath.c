@@ -30,6 +30,7 @@
 #include "cache/store.h"
 #include "proxy/forward.h"
 #include "proxy/log.h"
+#include "proxy/mailbox.h"
 #include "proxy/router.h"
 
 /* How long a key whose response could not be shared skips coalescing, so
@@ -52,8 +53,13 @@ void cache_req_init(struct cache_req *cr)
     memset(cr, 0, sizeof *cr);
 }
 
+static void remote_cancel(struct cache_req *cr);
+static void remote_result_free(struct cache_req *cr);
+
 void cache_req_reset(struct cache_req *cr)
 {
+    remote_cancel(cr);
+    remote_result_free(cr);
     if (cr->waiting)
         coalesce_cancel(&cr->waiter);
     if (cr->builder || cr->filler)
@@ -63,9 +69,134 @@ void cache_req_reset(struct cache_req *cr)
     buf_release(&cr->fill_head);
     free(cr->key);
     struct coalesce_waiter waiter = cr->waiter;
+    void (*on_remote)(struct cache_req *) = cr->on_remote;
     cache_req_init(cr);
     cr->waiter.worker = waiter.worker;
     cr->waiter.wake = waiter.wake;
+    cr->on_remote = on_remote;
+}
+
+/* ---- the memcached tier ------------------------------------------------------ */
+
+static bool tier_memory(const struct config_cache_policy *p)
+{
+    return p->store != STORE_TIER_MEMCACHED;
+}
+
+static bool tier_memcached(const struct config_cache_policy *p, const struct worker *w)
+{
+    return p->store != STORE_TIER_MEMORY && w->mcstore;
+}
+
+/* A memcached lookup in flight.  Its answer comes on an I/O thread and is
+ * posted to the request's worker; a request that goes away first only
+ * unhooks itself (cr NULL) and the job is freed when it arrives. */
+struct mc_job {
+    struct mail mail;
+    struct worker *w;
+    struct cache_req *cr;
+    struct mcstore_get_result res;
+};
+
+static void mc_result_release(struct mcstore_get_result *res)
+{
+    cache_object_release(&res->obj);
+    free(res->vary);
+    res->vary = NULL;
+}
+
+static void mc_job_drop(struct mail *m)
+{
+    struct mc_job *job = (struct mc_job *)m;
+    mc_result_release(&job->res);
+    free(job);
+}
+
+static void mc_job_deliver(struct mail *m)
+{
+    struct mc_job *job = (struct mc_job *)m;
+    struct cache_req *cr = job->cr;
+    if (!cr) {
+        mc_job_drop(m);
+        return;
+    }
+    cr->mc = NULL;
+    cr->remote_res = malloc(sizeof *cr->remote_res);
+    if (cr->remote_res) {
+        *cr->remote_res = job->res;
+        free(job);
+    } else {
+        mc_job_drop(m);
+    }
+    cr->on_remote(cr);
+}
+
+/* On an I/O thread. */
+static void mc_get_done(void *ctx, struct mcstore_get_result *res)
+{
+    struct mc_job *job = ctx;
+    job->res = *res;
+    mailbox_post(job->w, &job->mail);
+}
+
+static bool remote_get(struct cache_req *cr, struct worker *w, const char *secondary, size_t slen,
+                       int64_t now_ms)
+{
+    struct mc_job *job = calloc(1, sizeof *job);
+    if (!job)
+        return false;
+    job->mail.deliver = mc_job_deliver;
+    job->mail.drop = mc_job_drop;
+    job->w = w;
+    job->cr = cr;
+    if (!mcstore_get(w->mcstore, cr->key, cr->key_len, cr->hash, secondary, slen, now_ms,
+                     mc_get_done, job)) {
+        free(job);
+        return false;
+    }
+    cr->mc = job;
+    cr->remote = true;
+    cr->remote_until_ms = now_ms + (int64_t)cr->policy->coalesce_timeout_ms;
+    return true;
+}
+
+static void remote_cancel(struct cache_req *cr)
+{
+    if (cr->mc)
+        cr->mc->cr = NULL;
+    cr->mc = NULL;
+    cr->remote = false;
+}
+
+static void remote_result_free(struct cache_req *cr)
+{
+    if (!cr->remote_res)
+        return;
+    mc_result_release(cr->remote_res);
+    free(cr->remote_res);
+    cr->remote_res = NULL;
+}
+
+/* Drop a key from the route's tiers (memcached: in the background). */
+static size_t remove_everywhere(const struct config_cache_policy *p, struct worker *w,
+                                const char *key, size_t len, uint64_t hash)
+{
+    size_t gone = cache_store_remove(w->store, key, len, hash);
+    if (tier_memcached(p, w))
+        mcstore_delete(w->mcstore, key, len);
+    return gone;
+}
+
+/* Store a complete object in the route's tiers.  True when any took it. */
+static bool store_everywhere(struct cache_req *cr, struct worker *w, struct cache_object *obj,
+                             int64_t now_ms)
+{
+    bool stored = false;
+    if (tier_memory(cr->policy))
+        stored |= cache_store_insert(w->store, obj, cr->policy->max_variants);
+    if (tier_memcached(cr->policy, w))
+        stored |= mcstore_set(w->mcstore, obj, now_ms);
+    return stored;
 }
 
 /* ---- request fields -------------------------------------------------------- */
@@ -290,7 +421,7 @@ static enum cache_lookup_result stale_lookup(struct cache_req *cr, struct worker
     cr->fwd = fresh ? "request" : "stale";
     if (!fresh && beyond_grace(of, cr->policy)) {
         cr->fwd = "uri-miss"; /* no longer kept: as if never stored */
-        cache_store_remove(w->store, cr->key, cr->key_len, cr->hash);
+        remove_everywhere(cr->policy, w, cr->key, cr->key_len, cr->hash);
         cache_object_release(&obj);
         return CACHE_LOOKUP_MISS;
     }
@@ -311,6 +442,11 @@ static enum cache_lookup_result stale_lookup(struct cache_req *cr, struct worker
     return CACHE_LOOKUP_MISS;
 }
 
+static enum cache_lookup_result judge_object(struct cache_req *cr, struct worker *w,
+                                             struct cache_object *found, bool variants_seen,
+                                             int64_t now_ms);
+static void fill_done(struct cache_req *cr, enum coalesce_outcome outcome, int64_t now_ms);
+
 /* Look the key up; fills cr->obj on a usable hit. */
 static enum cache_lookup_result store_lookup(struct cache_req *cr, struct worker *w,
                                              const struct cache_request_view *rv, int64_t now_ms)
@@ -319,15 +455,24 @@ static enum cache_lookup_result store_lookup(struct cache_req *cr, struct worker
     struct cache_field *fields = request_fields(rv->base, rv->head, &nfields);
     struct select_ctx sc = {fields, nfields, false};
     struct lookup_done done = {NULL};
-    cache_store_lookup(w->store, cr->key, cr->key_len, cr->hash, select_variant, &sc, lookup_done,
-                       &done);
+    if (tier_memory(cr->policy))
+        cache_store_lookup(w->store, cr->key, cr->key_len, cr->hash, select_variant, &sc,
+                           lookup_done, &done);
     free(fields);
-    cr->vary_seen = sc.seen && !done.obj;
-    if (!done.obj) {
+    return judge_object(cr, w, done.obj, sc.seen, now_ms);
+}
+
+/* A stored object found (memory or memcached) or not: may it answer? */
+static enum cache_lookup_result judge_object(struct cache_req *cr, struct worker *w,
+                                             struct cache_object *found, bool variants_seen,
+                                             int64_t now_ms)
+{
+    cr->vary_seen = variants_seen && !found;
+    if (!found) {
         cr->fwd = cr->vary_seen ? "vary-miss" : "uri-miss";
         return CACHE_LOOKUP_MISS;
     }
-    struct cache_object *obj = done.obj;
+    struct cache_object *obj = found;
     struct cache_object_facts of = {
         .lifetime_ms = obj->lifetime,
         .current_age_ms = cache_current_age(obj->corrected_initial_age, obj->response_time, now_ms),
@@ -348,7 +493,8 @@ static enum cache_lookup_result store_lookup(struct cache_req *cr, struct worker
 }
 
 /* A miss: fill it ourselves, wait for the request that does, or bypass. */
-static enum cache_lookup_result miss(struct cache_req *cr, bool coalesce, int64_t now_ms)
+static enum cache_lookup_result miss(struct cache_req *cr, struct worker *w, bool coalesce,
+                                     int64_t now_ms)
 {
     cr->outcome = CACHE_OUT_MISS;
     cr->fetch_full = cr->facts.method_get && cr->may_store;
@@ -357,11 +503,20 @@ static enum cache_lookup_result miss(struct cache_req *cr, bool coalesce, int64_
     if (only_if_cached)
         return CACHE_LOOKUP_ONLY_IF_CACHED;
     /* A HEAD miss is forwarded as HEAD: its response has no body to store. */
-    if (!cr->facts.method_get || !cr->may_store || !coalesce || !cr->policy->coalesce)
+    if (!cr->facts.method_get || !cr->may_store)
         return CACHE_LOOKUP_MISS;
+    if (!coalesce || !cr->policy->coalesce) {
+        if (tier_memcached(cr->policy, w) && remote_get(cr, w, "", 0, now_ms))
+            return CACHE_LOOKUP_REMOTE;
+        return CACHE_LOOKUP_MISS;
+    }
     switch (coalesce_join(cr->key, cr->key_len, cr->hash, &cr->waiter, now_ms)) {
     case COALESCE_FILLER:
         cr->filler = true;
+        /* One memcached get per key and node: the filler asks, the
+         * waiters wait for it like for an upstream fetch. */
+        if (tier_memcached(cr->policy, w) && remote_get(cr, w, "", 0, now_ms))
+            return CACHE_LOOKUP_REMOTE;
         return CACHE_LOOKUP_MISS;
     case COALESCE_WAITER:
         cr->waiting = true;
@@ -416,7 +571,7 @@ enum cache_lookup_result cache_req_lookup(struct cache_req *cr, struct worker *w
     enum cache_lookup_result r = store_lookup(cr, w, rv, now_ms);
     if (r == CACHE_LOOKUP_HIT)
         return r;
-    return miss(cr, true, now_ms);
+    return miss(cr, w, true, now_ms);
 }
 
 enum cache_lookup_result cache_req_after_wait(struct cache_req *cr, struct worker *w,
@@ -433,6 +588,11 @@ enum cache_lookup_result cache_req_after_wait(struct cache_req *cr, struct worke
         cr->detail = timed_out ? "coalesce-timeout" : NULL;
         return CACHE_LOOKUP_MISS;
     }
+    if (outcome == COALESCE_STORED && !tier_memory(cr->policy) && tier_memcached(cr->policy, w) &&
+        remote_get(cr, w, "", 0, now_ms)) {
+        cr->coalesced = true; /* the filler stored it in memcached only */
+        return CACHE_LOOKUP_REMOTE;
+    }
     enum cache_lookup_result r = store_lookup(cr, w, rv, now_ms);
     if (r == CACHE_LOOKUP_HIT) {
         cr->coalesced = true;
@@ -440,7 +600,62 @@ enum cache_lookup_result cache_req_after_wait(struct cache_req *cr, struct worke
     }
     /* Stored but not for us (another Vary variant): go alone.  Failed:
      * coalesce again, one of the waiters becomes the filler. */
-    return miss(cr, outcome == COALESCE_FAILED, now_ms);
+    return miss(cr, w, outcome == COALESCE_FAILED, now_ms);
+}
+
+/* The secondary key of this request for a Vary value. */
+static size_t request_vary_key(const struct cache_request_view *rv, const char *vary, size_t len,
+                               char *out, size_t cap)
+{
+    size_t nfields;
+    struct cache_field *fields = request_fields(rv->base, rv->head, &nfields);
+    size_t n = cache_vary_key(vary, len, fields, nfields, out, cap);
+    free(fields);
+    return n;
+}
+
+enum cache_lookup_result cache_req_remote_result(struct cache_req *cr, struct worker *w,
+                                                 const struct cache_request_view *rv,
+                                                 bool timed_out, int64_t now_ms)
+{
+    struct mcstore_get_result *res = cr->remote_res;
+    cr->remote_res = NULL;
+    remote_cancel(cr);
+    enum cache_lookup_result r = CACHE_LOOKUP_MISS;
+    if (timed_out || !res) {
+        log_debug("memcached lookup of %.*s: %s", (int)cr->key_len, cr->key,
+                  timed_out ? "no answer in time" : "out of memory");
+    } else if (res->kind == MC_VARY && !cr->vary_asked) {
+        cr->vary_seen = true;
+        char secondary[VARY_KEY_MAX];
+        size_t n = request_vary_key(rv, res->vary, res->vary_len, secondary, sizeof secondary);
+        cr->vary_asked = true;
+        if (n < sizeof secondary && remote_get(cr, w, secondary, n, now_ms))
+            r = CACHE_LOOKUP_REMOTE;
+    } else if (res->kind == MC_HIT) {
+        struct cache_object *obj = res->obj;
+        res->obj = NULL;
+        /* Promote to memory (RFC-wise it is the same stored response). */
+        if (tier_memory(cr->policy))
+            cache_store_insert(w->store, obj, cr->policy->max_variants);
+        r = judge_object(cr, w, obj, false, now_ms);
+        if (r == CACHE_LOOKUP_HIT) {
+            if (!cr->detail)
+                cr->detail = "memcached";
+            /* The waiters find it now (in memory, or ask memcached). */
+            fill_done(cr, COALESCE_STORED, now_ms);
+        }
+    }
+    if (res) {
+        mc_result_release(res);
+        free(res);
+    }
+    if (r == CACHE_LOOKUP_MISS) {
+        cr->outcome = CACHE_OUT_MISS;
+        if (cr->vary_seen && !cr->stale)
+            cr->fwd = "vary-miss";
+    }
+    return r;
 }
 
 /* ---- response fields ----------------------------------------------------------- */
@@ -701,7 +916,8 @@ static void invalidate_uri(struct worker *w, const struct config_route *route, c
     char *key = n ? malloc(n + 1) : NULL;
     if (key) {
         cache_key_build(&in, &route->cache, key, n + 1);
-        size_t gone = cache_store_remove(w->store, key, n, cache_key_hash(key, n, key_seed));
+        size_t gone =
+            remove_everywhere(&route->cache, w, key, n, cache_key_hash(key, n, key_seed));
         log_debug("invalidated %.*s (%zu object(s))", (int)n, key, gone);
         free(key);
     }
@@ -882,7 +1098,7 @@ static enum cache_head_action revalidated(struct cache_req *cr, struct worker *w
                                           const struct http_head *resp, int64_t now_ms)
 {
     struct cache_object *obj = refresh_object(cr, base, resp, now_ms);
-    if (!obj || !cache_store_insert(w->store, obj, cr->policy->max_variants)) {
+    if (!obj || !store_everywhere(cr, w, obj, now_ms)) {
         /* Not stored (no memory): still a valid answer for this client. */
         fill_done(cr, COALESCE_NOT_STORED, now_ms);
     } else {
@@ -925,7 +1141,7 @@ enum cache_head_action cache_req_response_head(struct cache_req *cr, struct work
         return CACHE_HEAD_SERVE_STALE;
     }
     if (cr->stale && (resp->status == 404 || resp->status == 410))
-        cache_store_remove(w->store, cr->key, cr->key_len, cr->hash);
+        remove_everywhere(cr->policy, w, cr->key, cr->key_len, cr->hash);
     struct cache_response_facts rf;
     response_facts(&rf, base, resp, now_ms);
     enum cache_store_verdict v = cache_storable(&cr->facts, &rf, cr->policy);
@@ -980,7 +1196,7 @@ void cache_req_response_done(struct cache_req *cr, struct worker *w, int64_t now
         generate_etag(cr);
     if (cr->builder) {
         struct cache_object *obj = cache_object_builder_finish(&cr->builder);
-        if (obj && cache_store_insert(w->store, obj, cr->policy->max_variants)) {
+        if (obj && store_everywhere(cr, w, obj, now_ms)) {
             outcome = COALESCE_STORED;
             cr->stored = true;
             cache_object_release(&cr->obj);

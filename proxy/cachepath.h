@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "cache/freshness.h"
+#include "cache/mcstore.h"
 #include "cache/object.h"
 #include "config/config.h"
 #include "proxy/buf.h"
@@ -41,6 +42,8 @@ enum cache_lookup_result {
     CACHE_LOOKUP_MISS,           /* forward; the response may fill the cache */
     CACHE_LOOKUP_WAIT,           /* another request fills this key: wait */
     CACHE_LOOKUP_ONLY_IF_CACHED, /* a miss the client forbids forwarding: 504 */
+    CACHE_LOOKUP_REMOTE,         /* memcached was asked: wait for cr->on_remote, then
+                                  * call cache_req_remote_result() */
 };
 
 /* What the response says about the cache, for X-Cache and Cache-Status. */
@@ -92,6 +95,16 @@ struct cache_req {
     struct cache_object_builder *builder;  /* fill */
     int64_t age_ms;                        /* Age to send */
     struct coalesce_waiter waiter;
+
+    /* The memcached tier: a lookup in flight and its answer. */
+    struct mc_job *mc;
+    bool remote;           /* waiting for memcached */
+    bool vary_asked;       /* the variant lookup after a Vary index was made */
+    int64_t remote_until_ms;
+    struct mcstore_get_result *remote_res; /* the answer, until remote_result takes it */
+    /* Runs on the request's worker when memcached answered (set by the
+     * client before the first lookup, kept across requests). */
+    void (*on_remote)(struct cache_req *cr);
 };
 
 /* cache_req_seed_init: choose the process's random hash seed (main thread,
@@ -130,6 +143,15 @@ enum cache_lookup_result cache_req_after_wait(struct cache_req *cr, struct worke
                                               const struct cache_request_view *rv,
                                               enum coalesce_outcome outcome, bool timed_out,
                                               int64_t now_ms);
+
+/* cache_req_remote_result: memcached answered (after CACHE_LOOKUP_REMOTE):
+ * HIT (promoted to memory when the route stores there), REMOTE again (a
+ * Vary index: the variant is asked for), or MISS (go to the upstream; the
+ * request still fills the key).  timed_out: the answer did not come in
+ * time; the lookup is abandoned and the request goes on as a miss. */
+enum cache_lookup_result cache_req_remote_result(struct cache_req *cr, struct worker *w,
+                                                 const struct cache_request_view *rv,
+                                                 bool timed_out, int64_t now_ms);
 
 /* cache_req_hit_fields: append the fields every answer from the cache
  * carries: Age, Via, Cache-Status, X-Cache.  A hit_fields_fn (proxy/hit.h):

@@ -64,7 +64,7 @@ enum client_state { CS_IDLE, CS_HEAD, CS_PROXY, CS_CLOSING, CS_DEAD };
 
 /* What a parsed head asked for, done once llhttp has returned (never from
  * inside its callbacks). */
-enum request_action { ACT_NONE, ACT_FORWARD, ACT_HIT, ACT_WAIT, ACT_ERROR };
+enum request_action { ACT_NONE, ACT_FORWARD, ACT_HIT, ACT_WAIT, ACT_ERROR, ACT_REMOTE };
 
 struct target {
     const char *path; /* origin-form: "/a/b?q" */
@@ -875,6 +875,9 @@ static void set_action(struct client *c, enum cache_lookup_result r)
     case CACHE_LOOKUP_WAIT:
         c->action = ACT_WAIT;
         break;
+    case CACHE_LOOKUP_REMOTE:
+        c->action = ACT_REMOTE;
+        break;
     case CACHE_LOOKUP_ONLY_IF_CACHED:
         c->action = ACT_ERROR;
         c->verdict = (struct http_verdict){504, "only-if-cached and not in the cache"};
@@ -1239,7 +1242,8 @@ static bool client_act(struct client *c)
         client_serve_hit(c);
         return false;
     case ACT_WAIT:
-        client_arm(c); /* the coalesce wait has a deadline */
+    case ACT_REMOTE:
+        client_arm(c); /* the wait for a fill or for memcached has a deadline */
         return true;
     case ACT_ERROR:
         client_error(c, c->verdict.status, c->verdict.reason);
@@ -1260,6 +1264,26 @@ static void client_after_wait(struct client *c, enum coalesce_outcome outcome, b
     request_view(c, &t, &rv);
     set_action(c, cache_req_after_wait(&c->cr, c->w, &rv, outcome, timed_out, now_ms(c)));
     client_act(c);
+}
+
+/* memcached answered the lookup (or did not in time). */
+static void client_after_remote(struct client *c, bool timed_out)
+{
+    struct target t;
+    struct cache_request_view rv;
+    if (c->state != CS_PROXY || !target_split(c, &t)) {
+        client_close(c);
+        return;
+    }
+    request_view(c, &t, &rv);
+    set_action(c, cache_req_remote_result(&c->cr, c->w, &rv, timed_out, now_ms(c)));
+    client_act(c);
+}
+
+static void cache_remote_done(struct cache_req *cr)
+{
+    struct client *c = (struct client *)((char *)cr - offsetof(struct client, cr));
+    client_after_remote(c, false);
 }
 
 static void cache_wake(struct coalesce_waiter *waiter, enum coalesce_outcome outcome)
@@ -1370,6 +1394,10 @@ static ev_tstamp client_deadline(const struct client *c, int *status)
             *status = -1; /* the coalesce wait ends: go to the upstream */
             return (ev_tstamp)c->cr.wait_until_ms / 1000.0;
         }
+        if (c->cr.remote) {
+            *status = -2; /* memcached did not answer in time: go on without it */
+            return (ev_tstamp)c->cr.remote_until_ms / 1000.0;
+        }
         if (client_writing(c))
             return c->t_activity + (ev_tstamp)lim->idle_timeout_ms / 1000.0;
         if (c->state == CS_PROXY && !c->req_done && !upstream_backlogged(c)) {
@@ -1412,6 +1440,10 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     if (deadline > ev_now(loop) + 0.001) {
         ev_timer_set(&c->timer, deadline - ev_now(loop), 0);
         ev_timer_start(loop, &c->timer);
+        return;
+    }
+    if (status == -2) {
+        client_after_remote(c, true);
         return;
     }
     if (status == -1) {
@@ -1533,6 +1565,7 @@ void client_accept(struct worker *w, int fd, const struct sockaddr *addr, sockle
     cache_req_init(&c->cr);
     c->cr.waiter.worker = w;
     c->cr.waiter.wake = cache_wake;
+    c->cr.on_remote = cache_remote_done;
     worker_client_opened(w, c);
     ev_io_start(w->loop, &c->rio);
     client_arm(c);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cache/mcstore.h"
 #include "cache/memstore.h"
 #include "config/config.h"
 #include "proxy/cachepath.h"
@@ -34,6 +35,7 @@
 struct tessera {
     struct config *cfg;
     struct cache_store *store; /* the memory tier, shared by every worker */
+    struct mcstore *mcstore;   /* the memcached tier, NULL when not configured */
     struct worker *workers;
     unsigned nworkers;
     bool stopping;
@@ -79,6 +81,9 @@ static void reload(struct tessera *t)
         log_warn("reload: 'workers' changes take effect at the next restart");
     if (cfg->cache_memory != t->cfg->cache_memory)
         log_warn("reload: 'cache memory' changes take effect at the next restart");
+    if (cfg->memcached.enabled != t->cfg->memcached.enabled ||
+        cfg->memcached.nservers != t->cfg->memcached.nservers)
+        log_warn("reload: 'memcached' changes take effect at the next restart");
     if (!log_open(&cfg->log, err, sizeof err)) {
         log_error("reload failed, keeping the running configuration: %s", err);
         config_release(&cfg);
@@ -146,7 +151,8 @@ static bool start_workers(struct tessera *t, char *err, size_t errlen)
     sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, &old);
     for (unsigned i = 0; i < t->nworkers; i++) {
-        if (!worker_start(&t->workers[i], i, cfg, t->store, fds + i * n, n, err, errlen)) {
+        if (!worker_start(&t->workers[i], i, cfg, t->store, t->mcstore, fds + i * n, n, err,
+                          errlen)) {
             listeners_close(fds + i * n, ((size_t)t->nworkers - i) * n);
             t->nworkers = i;
             pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -162,6 +168,55 @@ fail:
     return false;
 }
 
+static void memcached_log(int level, const char *msg)
+{
+    log_msg((enum log_level)level, "%s", msg);
+}
+
+/* The memcached tier, when the config has one.  A server that is down is
+ * not an error: it is used once it answers. */
+static bool memcached_start(struct tessera *t, char *err, size_t errlen)
+{
+    const struct config_memcached *mc = &t->cfg->memcached;
+    if (!mc->enabled)
+        return true;
+    struct mcstore_server servers[MCSTORE_MAX_SERVERS];
+    size_t n = mc->nservers < MCSTORE_MAX_SERVERS ? mc->nservers : MCSTORE_MAX_SERVERS;
+    for (size_t i = 0; i < n; i++)
+        servers[i] = (struct mcstore_server){mc->servers[i].host, mc->servers[i].port,
+                                             mc->servers[i].weight};
+    struct mcstore_config cfg = {
+        .servers = servers,
+        .nservers = n,
+        .prefix = mc->prefix,
+        .timeout_ms = mc->timeout_ms,
+        .retry_timeout_ms = mc->retry_timeout_ms,
+        .io_threads = mc->io_threads,
+        .item_size = mc->item_size,
+        .ttl_slack_ms = mc->ttl_slack_ms,
+        .queue_max = mc->queue_max,
+        .max_body = 1ull << 30,
+        .log = memcached_log,
+    };
+    t->mcstore = mcstore_new(&cfg, err, errlen);
+    if (t->mcstore)
+        log_info("memcached tier: %zu server(s), prefix '%s'", n, mc->prefix);
+    return t->mcstore != NULL;
+}
+
+/* Join the worker threads, then stop memcached (its shutdown may still
+ * post answers to the workers' mailboxes), then free the workers. */
+static void stop_workers(struct tessera *t)
+{
+    for (unsigned i = 0; i < t->nworkers; i++)
+        worker_join(&t->workers[i]);
+    mcstore_free(&t->mcstore);
+    for (unsigned i = 0; i < t->nworkers; i++)
+        worker_free(&t->workers[i]);
+    free(t->workers);
+    t->workers = NULL;
+}
+
 static int run(struct tessera *t)
 {
     char err[1024];
@@ -175,33 +230,26 @@ static int run(struct tessera *t)
     }
     signal(SIGPIPE, SIG_IGN);
     cache_req_seed_init();
-    if (t->cfg->memcached.enabled)
-        log_warn("the memcached tier is configured but this build does not use it yet: "
-                 "objects are cached in memory only");
     t->store = memstore_new(t->cfg->cache_memory, err, sizeof err);
-    if (!t->store || !coalesce_init()) {
-        log_error("cannot create the cache: %s", t->store ? "out of memory" : err);
+    if (!t->store || !coalesce_init() || !memcached_start(t, err, sizeof err)) {
+        log_error("cannot create the cache: %s", err);
         cache_store_destroy(&t->store);
         return 1;
     }
     t->nworkers = t->cfg->workers;
-    if (!start_workers(t, err, sizeof err)) {
+    bool started = start_workers(t, err, sizeof err);
+    if (!started) {
         log_error("%s", err);
-        for (unsigned i = 0; i < t->nworkers; i++) {
+        for (unsigned i = 0; i < t->nworkers; i++)
             worker_drain(&t->workers[i]);
-            worker_join(&t->workers[i]);
-        }
-        free(t->workers);
-        coalesce_shutdown();
-        cache_store_destroy(&t->store);
-        return 1;
+    } else {
+        ev_run(loop, 0);
     }
-    ev_run(loop, 0);
-    for (unsigned i = 0; i < t->nworkers; i++)
-        worker_join(&t->workers[i]);
-    free(t->workers);
+    stop_workers(t);
     coalesce_shutdown();
     cache_store_destroy(&t->store);
+    if (!started)
+        return 1;
     log_info("exited cleanly");
     return 0;
 }

@@ -22,6 +22,7 @@
 
 #include "proxy/client.h"
 #include "proxy/coalesce.h"
+#include "proxy/mailbox.h"
 #include "proxy/revalidate.h"
 #include "proxy/http.h"
 #include "proxy/log.h"
@@ -205,6 +206,7 @@ static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
     if (cfg)
         adopt_config(w, cfg);
     coalesce_inbox_drain(w);
+    mailbox_drain(w);
     if (atomic_load(&w->drain_requested))
         start_draining(w);
 }
@@ -243,19 +245,24 @@ static void *worker_main(void *arg)
 }
 
 bool worker_start(struct worker *w, unsigned id, struct config *cfg, struct cache_store *store,
-                  const int *fds, size_t nfds, char *err, size_t errlen)
+                  struct mcstore *mcstore, const int *fds, size_t nfds, char *err,
+                  size_t errlen)
 {
     memset(w, 0, sizeof *w);
     w->id = id;
     w->store = store;
-    if (!coalesce_inbox_init(w)) {
+    w->mcstore = mcstore;
+    if (!coalesce_inbox_init(w) || !mailbox_init(w)) {
         snprintf(err, errlen, "worker %u: out of memory", id);
+        coalesce_inbox_free(w);
+        mailbox_free(w);
         return false;
     }
     w->loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOSIGMASK);
     if (!w->loop) {
         snprintf(err, errlen, "worker %u: cannot create an event loop", id);
         coalesce_inbox_free(w);
+        mailbox_free(w);
         return false;
     }
     w->wcfg = wcfg_new(w, cfg);
@@ -296,6 +303,7 @@ fail:
     ev_loop_destroy(w->loop);
     w->loop = NULL;
     coalesce_inbox_free(w);
+    mailbox_free(w);
     return false;
 }
 
@@ -315,6 +323,10 @@ void worker_drain(struct worker *w)
 void worker_join(struct worker *w)
 {
     pthread_join(w->thread, NULL);
+}
+
+void worker_free(struct worker *w)
+{
     struct config *pending = atomic_exchange(&w->pending_cfg, NULL);
     config_release(&pending);
     wcfg_release(&w->wcfg);
@@ -322,5 +334,6 @@ void worker_join(struct worker *w)
     ev_loop_destroy(w->loop);
     free(w->listeners);
     coalesce_inbox_free(w);
+    mailbox_free(w);
     memset(w, 0, sizeof *w);
 }

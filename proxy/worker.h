@@ -22,6 +22,8 @@ struct upstream_pool;
 struct client;
 struct coalesce_inbox;
 struct cache_store;
+struct mailbox;
+struct mcstore;
 
 /* Per-worker, per-config runtime state of one backend: the smooth weighted
  * round-robin weights and the pool of each server. */
@@ -67,7 +69,9 @@ struct worker {
 
     struct coalesce_inbox *inbox; /* wake-ups from fills on other workers */
     struct cache_store *store;    /* the process's memory store (shared) */
+    struct mcstore *mcstore;      /* the memcached tier (shared), NULL when none */
     void *revalidations;          /* background fetches (proxy/revalidate.c) */
+    struct mailbox *mailbox;      /* completions from other threads (proxy/mailbox.c) */
 
     char date[30]; /* IMF-fixdate of date_sec */
     time_t date_sec;
@@ -75,10 +79,12 @@ struct worker {
 
 /* worker_start: start a worker thread serving cfg (a reference is taken)
  * on the given listening sockets (the worker owns and closes them), with
- * the shared cache store (not owned).  Returns false with err set when the
+ * the shared cache stores (not owned; mcstore may be NULL).  Returns false
+ * with err set when the
  * thread cannot be created. */
 bool worker_start(struct worker *w, unsigned id, struct config *cfg, struct cache_store *store,
-                  const int *fds, size_t nfds, char *err, size_t errlen);
+                  struct mcstore *mcstore, const int *fds, size_t nfds, char *err,
+                  size_t errlen);
 
 /* worker_set_config: hand the worker a new config (a reference is taken).
  * Main thread.  The worker adopts it at its next loop iteration. */
@@ -88,8 +94,13 @@ void worker_set_config(struct worker *w, struct config *cfg);
  * (up to the config's drain_timeout) and exit its loop.  Main thread. */
 void worker_drain(struct worker *w);
 
-/* worker_join: wait for the thread to exit and free the worker's state. */
+/* worker_join: wait for the thread to exit.  The worker's state stays (its
+ * mailbox may still get mail from the memcached tier's shutdown) until
+ * worker_free(). */
 void worker_join(struct worker *w);
+
+/* worker_free: free the state of a joined worker. */
+void worker_free(struct worker *w);
 
 /* worker_date: the current IMF-fixdate, cached per second. */
 const char *worker_date(struct worker *w);
