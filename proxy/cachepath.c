@@ -55,9 +55,11 @@ void cache_req_init(struct cache_req *cr)
 
 static void remote_cancel(struct cache_req *cr);
 static void remote_result_free(struct cache_req *cr);
+static void cluster_unlock(struct cache_req *cr);
 
 void cache_req_reset(struct cache_req *cr)
 {
+    cluster_unlock(cr);
     remote_cancel(cr);
     remote_result_free(cr);
     if (cr->waiting)
@@ -96,7 +98,13 @@ struct mc_job {
     struct worker *w;
     struct cache_req *cr;
     struct mcstore_get_result res;
+    bool is_lock;
+    bool acquired;
 };
+
+/* Polling for an object another node fetches: from this gap, doubling. */
+#define CLUSTER_POLL_FIRST_MS 25
+#define CLUSTER_POLL_MAX_MS 400
 
 static void mc_result_release(struct mcstore_get_result *res)
 {
@@ -121,6 +129,12 @@ static void mc_job_deliver(struct mail *m)
         return;
     }
     cr->mc = NULL;
+    if (job->is_lock) {
+        cr->cluster = job->acquired ? CLUSTER_ACQUIRED : CLUSTER_BUSY;
+        free(job);
+        cr->on_remote(cr);
+        return;
+    }
     cr->remote_res = malloc(sizeof *cr->remote_res);
     if (cr->remote_res) {
         *cr->remote_res = job->res;
@@ -137,6 +151,64 @@ static void mc_get_done(void *ctx, struct mcstore_get_result *res)
     struct mc_job *job = ctx;
     job->res = *res;
     mailbox_post(job->w, &job->mail);
+}
+
+/* On an I/O thread. */
+static void mc_lock_done(void *ctx, bool acquired, const char *why)
+{
+    struct mc_job *job = ctx;
+    (void)why; /* fails open: acquired is true when memcached failed */
+    job->acquired = acquired;
+    mailbox_post(job->w, &job->mail);
+}
+
+/* Coalescing across nodes: take the key's lock item before fetching. */
+static bool remote_lock(struct cache_req *cr, struct worker *w, int64_t now_ms)
+{
+    struct mc_job *job = calloc(1, sizeof *job);
+    if (!job)
+        return false;
+    job->mail.deliver = mc_job_deliver;
+    job->mail.drop = mc_job_drop;
+    job->w = w;
+    job->cr = cr;
+    job->is_lock = true;
+    if (!mcstore_lock(w->mcstore, cr->key, cr->key_len, cr->policy->coalesce_timeout_ms,
+                      mc_lock_done, job)) {
+        free(job);
+        return false;
+    }
+    cr->mc = job;
+    cr->remote = true;
+    cr->cluster = CLUSTER_ASKED;
+    cr->remote_until_ms = now_ms + (int64_t)cr->policy->coalesce_timeout_ms;
+    return true;
+}
+
+static void cluster_unlock(struct cache_req *cr)
+{
+    if (cr->cluster_store)
+        mcstore_unlock(cr->cluster_store, cr->key, cr->key_len);
+    cr->cluster_store = NULL;
+}
+
+/* Wait before asking memcached again for the object another node is
+ * fetching (the client's timer calls back with timed_out). */
+static enum cache_lookup_result poll_later(struct cache_req *cr, int64_t now_ms)
+{
+    if (now_ms >= cr->cluster_until_ms) {
+        cr->polling = false; /* the other node took too long: fetch it ourselves */
+        cr->detail = "cluster-timeout";
+        return CACHE_LOOKUP_MISS;
+    }
+    cr->polling = true;
+    cr->remote = true;
+    cr->remote_until_ms = now_ms + cr->poll_gap_ms;
+    if (cr->remote_until_ms > cr->cluster_until_ms)
+        cr->remote_until_ms = cr->cluster_until_ms;
+    cr->poll_gap_ms = cr->poll_gap_ms * 2 > CLUSTER_POLL_MAX_MS ? CLUSTER_POLL_MAX_MS
+                                                                : cr->poll_gap_ms * 2;
+    return CACHE_LOOKUP_REMOTE;
 }
 
 static bool remote_get(struct cache_req *cr, struct worker *w, const char *secondary, size_t slen,
@@ -620,8 +692,35 @@ enum cache_lookup_result cache_req_remote_result(struct cache_req *cr, struct wo
 {
     struct mcstore_get_result *res = cr->remote_res;
     cr->remote_res = NULL;
+    bool polling_due = timed_out && cr->polling && !cr->mc;
     remote_cancel(cr);
     enum cache_lookup_result r = CACHE_LOOKUP_MISS;
+    if (cr->cluster == CLUSTER_ACQUIRED) {
+        cr->cluster = CLUSTER_NONE;
+        cr->cluster_store = w->mcstore; /* ours: fetch, then unlock */
+        return CACHE_LOOKUP_MISS;
+    }
+    if (cr->cluster == CLUSTER_BUSY) {
+        /* Another node fetches it: poll memcached for its object (and, each
+         * time it is still not there, for the lock: a holder that stored
+         * nothing lets it go, and then this node fetches). */
+        cr->cluster = CLUSTER_NONE;
+        if (cr->cluster_until_ms == 0) {
+            cr->cluster_until_ms = now_ms + (int64_t)cr->policy->coalesce_timeout_ms;
+            cr->poll_gap_ms = CLUSTER_POLL_FIRST_MS;
+        }
+        cr->detail = "cluster-coalesced";
+        return poll_later(cr, now_ms);
+    }
+    if (polling_due) {
+        cr->polling = false;
+        if (now_ms < cr->cluster_until_ms && remote_get(cr, w, "", 0, now_ms)) {
+            cr->polling = true;
+            return CACHE_LOOKUP_REMOTE;
+        }
+        cr->detail = "cluster-timeout";
+        return CACHE_LOOKUP_MISS;
+    }
     if (timed_out || !res) {
         log_debug("memcached lookup of %.*s: %s", (int)cr->key_len, cr->key,
                   timed_out ? "no answer in time" : "out of memory");
@@ -646,10 +745,17 @@ enum cache_lookup_result cache_req_remote_result(struct cache_req *cr, struct wo
             fill_done(cr, COALESCE_STORED, now_ms);
         }
     }
+    bool absent = res && (res->kind == MC_MISS || res->kind == MC_ERROR);
     if (res) {
         mc_result_release(res);
         free(res);
     }
+    bool was_polling = cr->polling;
+    cr->polling = false;
+    if (r == CACHE_LOOKUP_MISS && absent && cr->filler && cr->policy->coalesce_cluster &&
+        tier_memcached(cr->policy, w) && !cr->stale &&
+        (!was_polling || now_ms < cr->cluster_until_ms) && remote_lock(cr, w, now_ms))
+        r = CACHE_LOOKUP_REMOTE;
     if (r == CACHE_LOOKUP_MISS) {
         cr->outcome = CACHE_OUT_MISS;
         if (cr->vary_seen && !cr->stale)
@@ -1205,10 +1311,12 @@ void cache_req_response_done(struct cache_req *cr, struct worker *w, int64_t now
         cache_object_release(&obj);
     }
     fill_done(cr, outcome, now_ms);
+    cluster_unlock(cr);
 }
 
 void cache_req_response_failed(struct cache_req *cr, int64_t now_ms)
 {
+    cluster_unlock(cr);
     cache_object_builder_abandon(&cr->builder);
     if (cr->filler) {
         enum coalesce_outcome o = cr->too_large ? COALESCE_NOT_STORED : COALESCE_FAILED;

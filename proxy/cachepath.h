@@ -100,6 +100,12 @@ struct cache_req {
     struct mc_job *mc;
     bool remote;           /* waiting for memcached */
     bool vary_asked;       /* the variant lookup after a Vary index was made */
+    /* Coalescing across nodes (coalesce cluster): the memcached lock. */
+    enum { CLUSTER_NONE, CLUSTER_ASKED, CLUSTER_ACQUIRED, CLUSTER_BUSY } cluster;
+    bool polling;          /* another node fetches: poll memcached for its object */
+    int64_t cluster_until_ms;
+    int64_t poll_gap_ms;
+    struct mcstore *cluster_store; /* holds the lock: unlock when the fill ends */
     int64_t remote_until_ms;
     struct mcstore_get_result *remote_res; /* the answer, until remote_result takes it */
     /* Runs on the request's worker when memcached answered (set by the
