@@ -6,109 +6,23 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-
-# ---- settings (environment) -------------------------------------------------------------
-if [ "${BENCH_QUICK:-0}" = 1 ]; then default_duration=3; else default_duration=10; fi
-DURATION=${BENCH_DURATION:-$default_duration}   # seconds per measured wrk run
-WARMUP=${BENCH_WARMUP:-1}                       # seconds of unmeasured wrk before each run
-THREADS=${BENCH_THREADS:-2}                     # wrk -t
-CONNS=${BENCH_CONNS:-64}                        # wrk -c
-WORKERS=${BENCH_WORKERS:-2}                     # tessera workers and nginx worker_processes
-KEEP=${BENCH_KEEP:-0}                           # 1: keep the temp dir (configs, logs, wrk output)
-
-TESSERA=$ROOT/build/tessera
-ORIGIN=$ROOT/build/tessera-origin
-for bin in "$TESSERA" "$ORIGIN"; do
-    [ -x "$bin" ] || { echo "bench: $bin not built (run: make all)" >&2; exit 1; }
-done
-
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() { log "$*"; exit 1; }
+# settings (BENCH_* environment), log/die, install, temp dir and trap, origin/tessera, wrk
+. "$ROOT/bench/lib.sh"
 
 # ---- tools: wrk, nginx (with proxy_cache), curl, ss -----------------------------------------
 # On Debian 12 the `nginx` package holds the binary, http_proxy (proxy_cache) included;
 # nginx-light is only `nginx` plus the echo module.
 find_nginx() { command -v nginx 2>/dev/null || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true; }
-missing=()
-command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+mapfile -t missing < <(common_missing)
 [ -n "$(find_nginx)" ] || missing+=(nginx)
-command -v curl >/dev/null 2>&1 || missing+=(curl)
-command -v ss >/dev/null 2>&1 || missing+=(iproute2)
-command -v ps >/dev/null 2>&1 || missing+=(procps)
-if [ ${#missing[@]} -gt 0 ]; then
-    install_cmd="apt-get install -y --no-install-recommends ${missing[*]}"
-    if [ "$(id -u)" -ne 0 ]; then
-        log "missing: ${missing[*]}; as root, run:"
-        echo "  apt-get update && DEBIAN_FRONTEND=noninteractive $install_cmd"
-        exit 1
-    fi
-    # Keep the package's own nginx service from starting (it would listen on *:80).
-    made_policy=0
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        made_policy=1
-    fi
-    echo "+ apt-get update && DEBIAN_FRONTEND=noninteractive $install_cmd"
-    rc=0
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive $install_cmd; } || rc=$?
-    [ "$made_policy" = 0 ] || rm -f /usr/sbin/policy-rc.d
-    [ "$rc" = 0 ] || die "apt-get failed ($rc)"
-fi
+install_packages "${missing[@]}"
 NGINX=$(find_nginx)
 
 # ---- temp dir, processes, cleanup -----------------------------------------------------------
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/tessera-bench.XXXXXX")
-pids=()
-cleanup() {
-    local rc=$? pid i
-    trap - EXIT INT TERM
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for i in $(seq 50); do
-        local alive=0
-        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        [ "$alive" = 0 ] && break
-        sleep 0.1
-    done
-    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    if [ "$KEEP" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# A loopback port nothing listens on (for nginx, which cannot listen on port 0).
-free_port() {
-    local p i
-    for i in $(seq 200); do
-        p=$((20000 + RANDOM % 12000))
-        [ -z "$(ss -Hltn "sport = :$p")" ] && { echo "$p"; return 0; }
-    done
-    return 1
-}
-
-# wait_http URL: until it answers anything (max 10 s)
-wait_http() {
-    local i
-    for i in $(seq 100); do
-        curl -s -o /dev/null --max-time 1 "$1" && return 0
-        sleep 0.1
-    done
-    return 1
-}
+make_tmp
 
 # ---- 1. the origin --------------------------------------------------------------------------
-"$ORIGIN" -l 127.0.0.1:0 -q >"$TMP/origin.out" 2>"$TMP/origin.err" &
-origin_pid=$!
-pids+=("$origin_pid")
-ORIGIN_PORT=
-for i in $(seq 100); do
-    ORIGIN_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$TMP/origin.out")
-    [ -n "$ORIGIN_PORT" ] && break
-    kill -0 "$origin_pid" 2>/dev/null || break
-    sleep 0.1
-done
-[ -n "$ORIGIN_PORT" ] || die "origin did not start: $(cat "$TMP/origin.err")"
+start_origin
 
 # ---- 2a. tessera ----------------------------------------------------------------------------
 cat >"$TMP/tessera.conf" <<EOF
@@ -136,19 +50,7 @@ cache {
     memory 256m;
 }
 EOF
-"$TESSERA" -c "$TMP/tessera.conf" -t >/dev/null 2>&1 || die "tessera rejects $TMP/tessera.conf"
-"$TESSERA" -c "$TMP/tessera.conf" >"$TMP/tessera.out" 2>&1 &
-tessera_pid=$!
-pids+=("$tessera_pid")
-TESSERA_PORT=
-for i in $(seq 100); do   # port 0: ask the kernel which port the process got
-    TESSERA_PORT=$(ss -Hltnp | awk -v p="pid=$tessera_pid," \
-        'index($0, p) && $4 ~ /^127\.0\.0\.1:/ { sub(/.*:/, "", $4); print $4; exit }')
-    [ -n "$TESSERA_PORT" ] && break
-    kill -0 "$tessera_pid" 2>/dev/null || break
-    sleep 0.1
-done
-[ -n "$TESSERA_PORT" ] || die "tessera did not start: $(cat "$TMP/tessera.out" "$TMP/tessera-error.log" 2>/dev/null)"
+start_tessera
 
 # ---- 2b. nginx ------------------------------------------------------------------------------
 mkdir -p "$TMP/nginx/cache"
@@ -217,11 +119,6 @@ wait_http "http://127.0.0.1:$TESSERA_PORT/__count" || die "tessera does not answ
 CC='hdr=Cache-Control:max-age%3D3600'
 OBJECTS=("1 KiB|/bench/obj-1k?len=1024&$CC" "256 KiB|/bench/obj-256k?len=262144&$CC")
 
-# hit_header URL HEADER: prints the header's value from a GET (body discarded)
-hit_header() {
-    curl -s -o /dev/null -D - --max-time 5 "$1" | tr -d '\r' |
-        awk -v h="$2" 'tolower($1) == tolower(h) ":" { print $2 }'
-}
 for obj in "${OBJECTS[@]}"; do
     path=${obj#*|}
     curl -s -o /dev/null --max-time 10 "http://127.0.0.1:$TESSERA_PORT$path"
@@ -231,29 +128,9 @@ for obj in "${OBJECTS[@]}"; do
     [ "$t" = HIT ] || die "tessera: X-Cache '$t' for $path after warm-up (want HIT)"
     [ "$n" = HIT ] || die "nginx: X-Cache-Status '$n' for $path after warm-up (want HIT)"
 done
-origin_count() { curl -s --max-time 5 "http://127.0.0.1:$ORIGIN_PORT/__count"; }
 count_before=$(origin_count)
 
 # ---- 4. measure -----------------------------------------------------------------------------
-# rss_kb PID...: sum of VmRSS in KiB
-rss_kb() {
-    local pid sum=0 v
-    for pid in "$@"; do
-        v=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
-        sum=$((sum + ${v:-0}))
-    done
-    echo "$sum"
-}
-# sample_peak FILE PID...: writes the peak of the sum into FILE every 0.2 s until killed
-sample_peak() {
-    local out=$1 peak=0 cur
-    shift
-    while :; do
-        cur=$(rss_kb "$@")
-        if [ "$cur" -gt "$peak" ]; then peak=$cur; echo "$peak" >"$out"; fi
-        sleep 0.2
-    done
-}
 nginx_workers=()
 for p in $(ps -o pid= --ppid "$nginx_pid"); do
     case "$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)" in
@@ -261,43 +138,6 @@ for p in $(ps -o pid= --ppid "$nginx_pid"); do
     esac
 done
 [ ${#nginx_workers[@]} -gt 0 ] || die "no nginx worker processes found"
-
-# parse_wrk FILE: "req/s p50_ms p99_ms socket_errors non2xx requests"
-parse_wrk() {
-    awk '
-        function ms(v) {
-            if (v ~ /us$/) return v / 1000
-            if (v ~ /ms$/) return v + 0
-            if (v ~ /m$/)  return v * 60000
-            if (v ~ /s$/)  return v * 1000
-            return v + 0
-        }
-        /^ +50% / { p50 = ms($2) }
-        /^ +99% / { p99 = ms($2) }
-        /^Requests\/sec:/ { rps = $2 }
-        /requests in/ { reqs = $1 }
-        /Socket errors:/ { gsub(/,/, ""); err = $4 + $6 + $8 + $10 }
-        /Non-2xx or 3xx responses:/ { non2xx = $5 }
-        END { printf "%s %.3f %.3f %d %d %s\n", rps, p50, p99, err, non2xx, reqs }
-    ' "$1"
-}
-
-# measure NAME PORT PATH TAG PID...: runs wrk, leaves results in $TMP/TAG.{wrk,rss}
-measure() {
-    local name=$1 port=$2 path=$3 tag=$4 sampler
-    shift 4
-    local url="http://127.0.0.1:$port$path"
-    if [ "$WARMUP" != 0 ]; then
-        wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" "$url" >/dev/null
-    fi
-    echo 0 >"$TMP/$tag.rss"
-    sample_peak "$TMP/$tag.rss" "$@" &
-    sampler=$!
-    wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$url" >"$TMP/$tag.wrk"
-    kill "$sampler" 2>/dev/null || true
-    wait "$sampler" 2>/dev/null || true
-    log "$name $path: $(grep -E 'Requests/sec' "$TMP/$tag.wrk" | tr -s ' ')"
-}
 
 log "origin 127.0.0.1:$ORIGIN_PORT, tessera 127.0.0.1:$TESSERA_PORT, nginx 127.0.0.1:$NGINX_PORT ($($NGINX -v 2>&1 | sed 's/.*: //'))"
 log "wrk -t$THREADS -c$CONNS -d${DURATION}s --latency (+${WARMUP}s warm-up), $WORKERS workers each, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -311,7 +151,6 @@ done
 count_after=$(origin_count)
 
 # ---- table ----------------------------------------------------------------------------------
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 row() { printf '%-8s %-18s %12s %12s %14s\n' "$@"; }
 status=0
 echo
