@@ -48,6 +48,7 @@
 
 #include <assert.h>
 #include <limits.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -124,6 +125,7 @@ struct mc_worker {
     pthread_t thread;
     bool started;
     char why[128];       /* a lookup's reason, valid during its callback */
+    unsigned seen_back;  /* the store's back_generation this handle was made after */
     int64_t op_start_ns; /* when the current libmemcached call started */
 };
 
@@ -138,6 +140,12 @@ struct mcstore {
 
     struct mc_server *servers;
     size_t nservers;
+    /* Bumped whenever a server comes back: every I/O thread then replaces
+     * its handle, whose libmemcached state may still hold the server out of
+     * its hash ring until its own retry (each handle keeps its own). */
+    atomic_uint back_generation;
+    uint64_t timeout_ms;
+    uint64_t retry_s;
 
     /* Never connects: maps keys to servers on callers' threads, for the
      * counters of dropped jobs.  memcached_generate_hash() only reads it. */
@@ -294,8 +302,10 @@ static void server_mark(struct mcstore *st, struct mc_server *s, bool up, const 
         s->changed_ns = mono_ns();
         /* Logged under the lock, so that lines come in the order of the
          * changes. */
-        if (up)
+        if (up) {
+            atomic_fetch_add(&st->back_generation, 1);
             store_log(st, LOG_INFO, "memcached %s is back", s->name);
+        }
         else
             store_log(st, LOG_ERROR, "memcached %s is down (%s)", s->name, why);
     }
@@ -933,6 +943,82 @@ static void probe_servers(struct mc_worker *w)
     }
 }
 
+static memcached_st *setup_handle(const struct mcstore *st, uint64_t timeout_ms, uint64_t retry_s,
+                                  char *err, size_t errlen);
+
+/* A server came back since this thread's handle was made: start afresh,
+ * so the server is used at once rather than after this handle's own
+ * retry_timeout. */
+static void refresh_handle(struct mc_worker *w)
+{
+    struct mcstore *st = w->store;
+    unsigned gen = atomic_load(&st->back_generation);
+    if (gen == w->seen_back)
+        return;
+    char err[128];
+    memcached_st *fresh = setup_handle(st, st->timeout_ms, st->retry_s, err, sizeof err);
+    if (!fresh)
+        return; /* keep the old one; try again at the next job */
+    memcached_free(w->mc);
+    w->mc = fresh;
+    w->seen_back = gen;
+}
+
+static bool any_server_down(const struct mcstore *st)
+{
+    for (size_t i = 0; i < st->nservers; i++)
+        if (!atomic_load(&st->servers[i].up))
+            return true;
+    return false;
+}
+
+/* Thread 0, every retry_timeout while a server is down and nothing else
+ * happens: ask the down servers with a fresh handle (no libmemcached
+ * history), so a server that is back is known at once, on every thread,
+ * and not only once traffic meets it past each handle's own retry time. */
+static void revive_servers(struct mc_worker *w)
+{
+    struct mcstore *st = w->store;
+    char err[128];
+    memcached_st *fresh = setup_handle(st, st->timeout_ms, st->retry_s, err, sizeof err);
+    if (!fresh)
+        return;
+    int64_t start = mono_ns();
+    memcached_version(fresh);
+    for (size_t i = 0; i < st->nservers; i++) {
+        const memcached_instance_st *inst =
+            memcached_server_instance_by_position(fresh, (uint32_t)i);
+        if (inst && !atomic_load(&st->servers[i].up) &&
+            memcached_server_error_return(inst) == MEMCACHED_SUCCESS)
+            server_mark(st, &st->servers[i], true, NULL, start);
+    }
+    memcached_free(fresh);
+}
+
+/* Wait for a job; thread 0 wakes up every retry_timeout while a server is
+ * down to look for it.  Store lock held. */
+static void wait_for_job(struct mc_worker *w)
+{
+    struct mcstore *st = w->store;
+    if (w->index != 0 || !any_server_down(st)) {
+        pthread_cond_wait(&st->cond, &st->lock);
+        return;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(st->retry_ms / 1000);
+    until.tv_nsec += (long)(st->retry_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    if (pthread_cond_timedwait(&st->cond, &st->lock, &until) == ETIMEDOUT) {
+        pthread_mutex_unlock(&st->lock);
+        revive_servers(w);
+        pthread_mutex_lock(&st->lock);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     struct mc_worker *w = arg;
@@ -944,10 +1030,11 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&st->lock);
         struct mc_job *job = NULL;
         while (!st->stopping && !(job = job_take(st)))
-            pthread_cond_wait(&st->cond, &st->lock);
+            wait_for_job(w);
         pthread_mutex_unlock(&st->lock);
         if (!job) /* stopping: mcstore_free() cancels what is left */
             break;
+        refresh_handle(w);
         job_run(w, job);
         job_free(job);
     }
@@ -1159,6 +1246,8 @@ struct mcstore *mcstore_new(const struct mcstore_config *cfg, char *err, size_t 
     st->max_body = cfg->max_body ? cfg->max_body : MCSTORE_DEFAULT_MAX_BODY;
     st->ttl_slack_ms = cfg->ttl_slack_ms;
     st->retry_ms = retry_s * 1000;
+    st->timeout_ms = timeout_ms;
+    st->retry_s = retry_s;
     st->queue_max = cfg->queue_max ? cfg->queue_max : MCSTORE_DEFAULT_QUEUE_MAX;
     st->log = cfg->log;
     st->servers = calloc(cfg->nservers, sizeof(*st->servers));
