@@ -433,7 +433,8 @@ static void memstore_destroy(struct cache_store **store)
     memstore_free(ms, ms->nshards);
 }
 
-struct cache_store *memstore_new(uint64_t capacity, char *err, size_t errlen)
+struct cache_store *memstore_new(uint64_t capacity, uint64_t largest_object, char *err,
+                                 size_t errlen)
 {
     struct memstore *ms = NULL;
     unsigned ready = 0;
@@ -444,8 +445,14 @@ struct cache_store *memstore_new(uint64_t capacity, char *err, size_t errlen)
                  MEMSTORE_MIN_CAPACITY);
         goto fail;
     }
+    /* A shard must hold the largest object (twice: room for the others). */
+    uint64_t unit = SHARD_UNIT;
+    if (largest_object > UINT64_MAX / 4)
+        largest_object = UINT64_MAX / 4;
+    if (2 * largest_object > unit)
+        unit = 2 * largest_object;
     unsigned n = 1;
-    while (n < MAX_SHARDS && (uint64_t)n * 2 * SHARD_UNIT <= capacity)
+    while (n < MAX_SHARDS && (uint64_t)n * 2 * unit <= capacity)
         n *= 2;
 
     ms = calloc(1, sizeof(*ms));

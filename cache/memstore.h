@@ -20,12 +20,15 @@
 /* memstore_new: a memory store holding at most capacity_bytes (objects'
  * charge plus the store's own tables and per-entry bookkeeping; the few
  * fixed structures of the store itself are not counted).  The capacity is
- * split evenly between shards of about 4 MiB (1 to 64 of them), so an object
- * larger than one shard is refused.  Returns NULL and writes a one-line
- * reason into err (errlen bytes, NUL-terminated) when the capacity is below
- * MEMSTORE_MIN_CAPACITY or memory runs out.  Free it with
+ * split evenly between shards (1 to 64) of at least 4 MiB and at least twice
+ * largest_object (the biggest object it will be asked to keep: the routes'
+ * max_object_size), so such an object fits whenever the capacity allows;
+ * an object larger than one shard is refused.  Returns NULL and writes a
+ * one-line reason into err (errlen bytes, NUL-terminated) when the capacity
+ * is below MEMSTORE_MIN_CAPACITY or memory runs out.  Free it with
  * cache_store_destroy(). */
-struct cache_store *memstore_new(uint64_t capacity_bytes, char *err, size_t errlen);
+struct cache_store *memstore_new(uint64_t capacity_bytes, uint64_t largest_object, char *err,
+                                 size_t errlen);
 
 /* memstore_shard_capacity: the largest bytes one shard holds; an object whose
  * charge comes near it is refused.  For tests and for a config check that

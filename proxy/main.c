@@ -230,7 +230,11 @@ static int run(struct tessera *t)
     }
     signal(SIGPIPE, SIG_IGN);
     cache_req_seed_init();
-    t->store = memstore_new(t->cfg->cache_memory, err, sizeof err);
+    uint64_t largest = 0;
+    for (size_t i = 0; i < t->cfg->nroutes; i++)
+        if (t->cfg->routes[i].cache.enabled && t->cfg->routes[i].cache.max_object_size > largest)
+            largest = t->cfg->routes[i].cache.max_object_size;
+    t->store = memstore_new(t->cfg->cache_memory, largest, err, sizeof err);
     if (!t->store || !coalesce_init() || !memcached_start(t, err, sizeof err)) {
         log_error("cannot create the cache: %s", err);
         cache_store_destroy(&t->store);

@@ -147,7 +147,7 @@ static bool has(struct cache_store *s, const char *key, const char *secondary)
 static struct cache_store *new_store(uint64_t capacity)
 {
     char err[256] = "";
-    struct cache_store *s = memstore_new(capacity, err, sizeof(err));
+    struct cache_store *s = memstore_new(capacity, 0, err, sizeof(err));
 
     if (!s)
         fail_msg("memstore_new: %s", err);
@@ -167,7 +167,7 @@ static void test_new_rejects_tiny_capacity(void **state)
     char err[128] = "";
 
     (void)state;
-    assert_null(memstore_new(1000, err, sizeof(err)));
+    assert_null(memstore_new(1000, 0, err, sizeof(err)));
     assert_non_null(strstr(err, "below the minimum"));
     struct cache_store *s = new_store(MEMSTORE_MIN_CAPACITY);
     assert_string_equal(s->ops->name, "memory");
@@ -188,6 +188,30 @@ static void test_shards_split_the_capacity(void **state)
     s = new_store(1024 * MIB);
     assert_int_equal(memstore_shard_capacity(s), 16 * MIB); /* 64 shards at most */
     cache_store_destroy(&s);
+}
+
+/* Shards are sized for the largest object the routes may store: with the
+ * default 256m and max_object_size 8m, an object of 5 MB is kept (it was
+ * refused with 4 MiB shards). */
+static void test_shards_fit_the_largest_object(void **state)
+{
+    (void)state;
+    char err[256];
+    long live = cache_object_live_count();
+    struct cache_store *s = memstore_new(256 * MIB, 8 * MIB, err, sizeof err);
+    assert_non_null(s);
+    assert_true(memstore_shard_capacity(s) >= 16 * MIB);
+    struct cache_object *big = make_obj("five", "", 5 * MIB, 1);
+    assert_true(cache_store_insert(s, big, 16));
+    cache_object_release(&big);
+    assert_true(has(s, "five", NULL));
+    cache_store_destroy(&s);
+    /* A store too small for it still works; the object is refused. */
+    s = memstore_new(1 * MIB, 8 * MIB, err, sizeof err);
+    assert_non_null(s);
+    assert_int_equal(memstore_shard_capacity(s), 1 * MIB);
+    cache_store_destroy(&s);
+    assert_int_equal(cache_object_live_count(), live);
 }
 
 static void test_hit_and_miss(void **state)
@@ -663,6 +687,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_rejects_tiny_capacity),
         cmocka_unit_test(test_shards_split_the_capacity),
+        cmocka_unit_test(test_shards_fit_the_largest_object),
         cmocka_unit_test(test_hit_and_miss),
         cmocka_unit_test(test_keys_compared_in_full),
         cmocka_unit_test(test_lru_evicts_least_recently_used),
