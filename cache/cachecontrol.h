@@ -91,8 +91,8 @@ void cache_control_parse(struct cache_control *cc, const char *v, size_t len);
  * cache_pragma_no_cache: the Pragma field value v/len (RFC 9111 5.4,
  * `1#pragma-directive`) lists "no-cache" (case-insensitive, without an
  * argument: no-cache=x is an extension-pragma; trailing garbage after it is
- * tolerated, as for Cache-Control's restrictive directives).  Pragma only matters when the request has no Cache-Control:
- * that rule is the caller's (see cache_control.present).
+ * tolerated, as for Cache-Control's restrictive directives).  Pragma only matters when the request
+ * has no Cache-Control: that rule is the caller's (see cache_control.present).
  */
 bool cache_pragma_no_cache(const char *v, size_t len);
 

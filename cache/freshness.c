@@ -52,8 +52,8 @@ static int64_t u64_to_ms(uint64_t v)
 
 const struct cache_control *cache_pick_targeted(const struct cache_control *cdn_cc, bool has_cdn_cc,
                                                 const struct cache_control *surrogate,
-                                                bool has_surrogate,
-                                                const struct cache_control *cc, bool *targeted)
+                                                bool has_surrogate, const struct cache_control *cc,
+                                                bool *targeted)
 {
     const struct cache_control *pick = cc;
 
@@ -69,8 +69,18 @@ const struct cache_control *cache_pick_targeted(const struct cache_control *cdn_
 bool cache_status_heuristic(int status)
 {
     switch (status) {
-    case 200: case 203: case 204: case 206: case 300: case 301: case 308:
-    case 404: case 405: case 410: case 414: case 501:
+    case 200:
+    case 203:
+    case 204:
+    case 206:
+    case 300:
+    case 301:
+    case 308:
+    case 404:
+    case 405:
+    case 410:
+    case 414:
+    case 501:
         return true;
     default:
         return false;
@@ -81,9 +91,9 @@ bool cache_status_heuristic(int status)
  * requirements this cache knows, for must-understand (RFC 9111 5.2.2.3). */
 static bool status_understood(int status)
 {
-    return (status >= 200 && status <= 206) || (status >= 300 && status <= 305) ||
-           status == 307 || status == 308 || (status >= 400 && status <= 417) ||
-           status == 421 || status == 422 || status == 426 || (status >= 500 && status <= 505);
+    return (status >= 200 && status <= 206) || (status >= 300 && status <= 305) || status == 307 ||
+           status == 308 || (status >= 400 && status <= 417) || status == 421 || status == 422 ||
+           status == 426 || (status >= 500 && status <= 505);
 }
 
 static bool has_explicit_freshness(const struct cache_response_facts *rf,
@@ -148,23 +158,32 @@ enum cache_store_verdict cache_storable(const struct cache_request_facts *req,
 const char *cache_store_verdict_name(enum cache_store_verdict v)
 {
     switch (v) {
-    case CACHE_STORABLE: return "storable";
-    case CACHE_NOT_METHOD: return "method";
-    case CACHE_NOT_STATUS: return "status";
-    case CACHE_REQUEST_NO_STORE: return "request-no-store";
-    case CACHE_NO_STORE: return "no-store";
-    case CACHE_PRIVATE: return "private";
-    case CACHE_AUTHORIZATION: return "authorization";
-    case CACHE_SET_COOKIE: return "set-cookie";
-    case CACHE_VARY_STAR: return "vary-star";
-    case CACHE_NO_FRESHNESS: return "no-freshness";
+    case CACHE_STORABLE:
+        return "storable";
+    case CACHE_NOT_METHOD:
+        return "method";
+    case CACHE_NOT_STATUS:
+        return "status";
+    case CACHE_REQUEST_NO_STORE:
+        return "request-no-store";
+    case CACHE_NO_STORE:
+        return "no-store";
+    case CACHE_PRIVATE:
+        return "private";
+    case CACHE_AUTHORIZATION:
+        return "authorization";
+    case CACHE_SET_COOKIE:
+        return "set-cookie";
+    case CACHE_VARY_STAR:
+        return "vary-star";
+    case CACHE_NO_FRESHNESS:
+        return "no-freshness";
     }
     return "unknown";
 }
 
 int64_t cache_freshness_lifetime(const struct cache_response_facts *rf,
-                                 const struct config_cache_policy *policy,
-                                 int64_t response_time_ms)
+                                 const struct config_cache_policy *policy, int64_t response_time_ms)
 {
     const struct cache_control *cc = &rf->cc;
     int64_t date = rf->has_date ? rf->date_ms : response_time_ms;
@@ -191,8 +210,7 @@ int64_t cache_freshness_lifetime(const struct cache_response_facts *rf,
 
     /* 4.2.2: heuristics only without explicit expiration (handled above),
      * for a status that allows them or a public response. */
-    if (rf->has_last_modified &&
-        (cache_status_heuristic(rf->status) || (cc->flags & CC_PUBLIC))) {
+    if (rf->has_last_modified && (cache_status_heuristic(rf->status) || (cc->flags & CC_PUBLIC))) {
         int64_t since = sat_sub(date, rf->last_modified_ms);
         if (since > 0)
             return min64(since / 100 * CACHE_HEURISTIC_PERCENT +

@@ -78,8 +78,8 @@ struct cache_request_facts {
  */
 const struct cache_control *cache_pick_targeted(const struct cache_control *cdn_cc, bool has_cdn_cc,
                                                 const struct cache_control *surrogate,
-                                                bool has_surrogate,
-                                                const struct cache_control *cc, bool *targeted);
+                                                bool has_surrogate, const struct cache_control *cc,
+                                                bool *targeted);
 
 /* cache_status_heuristic: RFC 9110 15.1's heuristically cacheable status
  * codes: 200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501. */

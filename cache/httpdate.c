@@ -12,10 +12,10 @@
 #include <time.h>
 
 static const char *const day_short[7] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
-static const char *const day_long[7] = {"Monday",   "Tuesday", "Wednesday", "Thursday",
-                                        "Friday",   "Saturday", "Sunday"};
+static const char *const day_long[7] = {"Monday", "Tuesday",  "Wednesday", "Thursday",
+                                        "Friday", "Saturday", "Sunday"};
 static const char *const month_names[12] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
 struct civil {
     int64_t year;
@@ -52,8 +52,8 @@ static void civil_from_days(int64_t z, struct civil *c)
 
 static int64_t seconds_of(const struct civil *c)
 {
-    return days_from_civil(c->year, c->month, c->day) * 86400 + c->hour * 3600 +
-           c->minute * 60 + c->second;
+    return days_from_civil(c->year, c->month, c->day) * 86400 + c->hour * 3600 + c->minute * 60 +
+           c->second;
 }
 
 static bool is_leap(int64_t y)
@@ -132,9 +132,9 @@ static bool time_of_day(struct cur *c, struct civil *t)
 static bool parse_imf(struct cur *c, struct civil *t)
 {
     int k, year;
-    if (!one_of(c, day_short, 7, &k) || !lit(c, ", ") || !digits(c, 2, &t->day) ||
-        !lit(c, " ") || !month(c, &t->month) || !lit(c, " ") || !digits(c, 4, &year) ||
-        !lit(c, " ") || !time_of_day(c, t) || !lit(c, " GMT"))
+    if (!one_of(c, day_short, 7, &k) || !lit(c, ", ") || !digits(c, 2, &t->day) || !lit(c, " ") ||
+        !month(c, &t->month) || !lit(c, " ") || !digits(c, 4, &year) || !lit(c, " ") ||
+        !time_of_day(c, t) || !lit(c, " GMT"))
         return false;
     t->year = year;
     return true;
@@ -145,9 +145,9 @@ static bool parse_imf(struct cur *c, struct civil *t)
 static bool parse_rfc850(struct cur *c, struct civil *t, int *yy)
 {
     int k;
-    return one_of(c, day_long, 7, &k) && lit(c, ", ") && digits(c, 2, &t->day) &&
-           lit(c, "-") && month(c, &t->month) && lit(c, "-") && digits(c, 2, yy) &&
-           lit(c, " ") && time_of_day(c, t) && lit(c, " GMT");
+    return one_of(c, day_long, 7, &k) && lit(c, ", ") && digits(c, 2, &t->day) && lit(c, "-") &&
+           month(c, &t->month) && lit(c, "-") && digits(c, 2, yy) && lit(c, " ") &&
+           time_of_day(c, t) && lit(c, " GMT");
 }
 
 /* asctime-date = day-name SP date3 SP time-of-day SP year

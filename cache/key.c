@@ -168,8 +168,7 @@ static void put_host_bytes(struct out *o, const char *s, size_t n)
 
 /* RFC 3986 6.2.2.1 (case) and 6.2.3 (default port), plus the trailing dot
  * of a fully qualified name, which names the same host. */
-static void put_host(struct out *o, const char *scheme, size_t scheme_len, const char *h,
-                     size_t n)
+static void put_host(struct out *o, const char *scheme, size_t scheme_len, const char *h, size_t n)
 {
     const char *port = NULL;
     size_t port_len = 0, name_len;
@@ -217,8 +216,8 @@ static void put_host(struct out *o, const char *scheme, size_t scheme_len, const
 
 static bool is_unreserved(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
 }
 
 /* RFC 3986 6.2.2.1 and 6.2.2.2 on the path; see key.h for what is not done. */

@@ -32,7 +32,7 @@ struct cache_field {
 struct cache_key_input {
     const char *scheme; /* "http" (case-insensitive; written lower-case) */
     size_t scheme_len;
-    const char *host;   /* the Host value: host [ ":" port ], IPv6 in brackets */
+    const char *host; /* the Host value: host [ ":" port ], IPv6 in brackets */
     size_t host_len;
     const char *target; /* origin-form request-target: path [ "?" query ] */
     size_t target_len;

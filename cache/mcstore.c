@@ -305,8 +305,7 @@ static void server_mark(struct mcstore *st, struct mc_server *s, bool up, const 
         if (up) {
             atomic_fetch_add(&st->back_generation, 1);
             store_log(st, LOG_INFO, "memcached %s is back", s->name);
-        }
-        else
+        } else
             store_log(st, LOG_ERROR, "memcached %s is down (%s)", s->name, why);
     }
     pthread_mutex_unlock(&st->state_lock);

@@ -33,7 +33,7 @@ struct cache_object_builder {
     size_t last_cap; /* capacity of chunks[nchunks - 1] */
     size_t body_len;
     size_t max_body;
-    bool failed; /* sticky */
+    bool failed;                          /* sticky */
     char etag[CACHE_OBJECT_ETAG_MAX + 1]; /* a set_etag() value; meta.etag then points here */
 };
 

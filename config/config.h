@@ -47,10 +47,10 @@ struct config_listen {
 struct config_server {
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    char text[300];            /* "host:port" as written, for logs */
-    unsigned weight;           /* default 1, 1..1000 */
-    unsigned max_fails;        /* default 1; 0 disables failure accounting */
-    uint64_t fail_timeout_ms;  /* default 10s */
+    char text[300];           /* "host:port" as written, for logs */
+    unsigned weight;          /* default 1, 1..1000 */
+    unsigned max_fails;       /* default 1; 0 disables failure accounting */
+    uint64_t fail_timeout_ms; /* default 10s */
 };
 
 /* `backend NAME { server ...; connect_timeout DUR; read_timeout DUR;
@@ -106,82 +106,82 @@ enum cache_store_tier {
 /* The cache policy of a route (all directives live in the route block;
  * `key { ... }` is a block inside it). */
 struct config_cache_policy {
-    bool enabled;                     /* `cache on|off;` default off */
-    uint64_t ttl_ms;                  /* `ttl DUR;` freshness when the origin gives none;
-                                       * default 0: not stored without explicit freshness
-                                       * or heuristics (RFC 9111 4.2.2) */
-    bool ttl_override_set;            /* `ttl_override DUR;` given */
-    uint64_t ttl_override_ms;         /*   freshness regardless of the origin's */
-    bool honor_cache_control;         /* `honor_cache_control on|off;` default on.  off: the
-                                       * response's max-age, s-maxage, Expires and no-cache
-                                       * are ignored and ttl applies; private, no-store and
-                                       * the Set-Cookie rule still hold */
+    bool enabled;                       /* `cache on|off;` default off */
+    uint64_t ttl_ms;                    /* `ttl DUR;` freshness when the origin gives none;
+                                         * default 0: not stored without explicit freshness
+                                         * or heuristics (RFC 9111 4.2.2) */
+    bool ttl_override_set;              /* `ttl_override DUR;` given */
+    uint64_t ttl_override_ms;           /*   freshness regardless of the origin's */
+    bool honor_cache_control;           /* `honor_cache_control on|off;` default on.  off: the
+                                         * response's max-age, s-maxage, Expires and no-cache
+                                         * are ignored and ttl applies; private, no-store and
+                                         * the Set-Cookie rule still hold */
     uint64_t stale_while_revalidate_ms; /* `stale_while_revalidate DUR;` default 0 */
-    uint64_t stale_if_error_ms;       /* `stale_if_error DUR;` default 0 */
-    uint64_t max_object_size;         /* `max_object_size SIZE;` default 8m */
-    unsigned methods;                 /* `cache_methods GET HEAD;` CACHE_METHOD_* bits, default both */
-    enum key_query key_query;         /* `key { query ...; }` */
-    char **key_query_params;          /*   for ONLY / EXCEPT: names, as written */
+    uint64_t stale_if_error_ms;         /* `stale_if_error DUR;` default 0 */
+    uint64_t max_object_size;           /* `max_object_size SIZE;` default 8m */
+    unsigned methods;         /* `cache_methods GET HEAD;` CACHE_METHOD_* bits, default both */
+    enum key_query key_query; /* `key { query ...; }` */
+    char **key_query_params;  /*   for ONLY / EXCEPT: names, as written */
     size_t nkey_query_params;
-    char **key_headers;               /* `key { header NAME...; }` lower-cased */
+    char **key_headers; /* `key { header NAME...; }` lower-cased */
     size_t nkey_headers;
-    char **key_cookies;               /* `key { cookie NAME...; }` as written (case-sensitive) */
+    char **key_cookies; /* `key { cookie NAME...; }` as written (case-sensitive) */
     size_t nkey_cookies;
-    bool cache_cookies;               /* `cache_cookies on|off;` default off */
-    bool cache_authorized;            /* `cache_authorized on|off;` default off */
-    char *tags_header;                /* `tags_header NAME;` default "Surrogate-Key" */
+    bool cache_cookies;                  /* `cache_cookies on|off;` default off */
+    bool cache_authorized;               /* `cache_authorized on|off;` default off */
+    char *tags_header;                   /* `tags_header NAME;` default "Surrogate-Key" */
     enum client_cache_control client_cc; /* `client_cache_control ...;` default safe */
-    bool coalesce;                    /* `coalesce on|off|cluster;` default on */
-    bool coalesce_cluster;            /* `coalesce cluster;` (implies coalesce): before
-                                       * fetching a key missing from memcached, a node takes
-                                       * a short lock item in memcached (`add`, expiring
-                                       * after coalesce_timeout); the other nodes wait for
-                                       * the object to appear there instead of fetching, so
-                                       * ten nodes missing the same page cost the
-                                       * application one request.  Needs a memcached block.
-                                       * Default off */
-    uint64_t coalesce_timeout_ms;     /* `coalesce_timeout DUR;` default 10s */
-    unsigned max_variants;            /* `max_variants N;` Vary variants per key, default 16 */
-    char *status_header;              /* `cache_status_header NAME|off;` default "X-Cache";
-                                       * NULL when off */
-    bool etag_generate;               /* `etag generate|off;` default off: give stored
-                                       * responses without an ETag a strong one made
-                                       * from a hash of the body */
-    bool conditional_pass;            /* `conditional_pass on|off;` default on: a 200 that
-                                       * passes through and satisfies the client's
-                                       * If-None-Match / If-Modified-Since becomes a 304 */
-    uint64_t grace_ms;                /* `grace DUR;` default 0: how long past its freshness
-                                       * (and stale windows) a stored response is kept for
-                                       * revalidation and stale-if-error; never served
-                                       * otherwise */
-    enum cache_store_tier store;      /* `store memory|memcached|both;` default both when
-                                       * the config has a memcached block, memory otherwise;
-                                       * memcached and both need the block */
+    bool coalesce;                       /* `coalesce on|off|cluster;` default on */
+    bool coalesce_cluster;               /* `coalesce cluster;` (implies coalesce): before
+                                          * fetching a key missing from memcached, a node takes
+                                          * a short lock item in memcached (`add`, expiring
+                                          * after coalesce_timeout); the other nodes wait for
+                                          * the object to appear there instead of fetching, so
+                                          * ten nodes missing the same page cost the
+                                          * application one request.  Needs a memcached block.
+                                          * Default off */
+    uint64_t coalesce_timeout_ms;        /* `coalesce_timeout DUR;` default 10s */
+    unsigned max_variants;               /* `max_variants N;` Vary variants per key, default 16 */
+    char *status_header;                 /* `cache_status_header NAME|off;` default "X-Cache";
+                                          * NULL when off */
+    bool etag_generate;                  /* `etag generate|off;` default off: give stored
+                                          * responses without an ETag a strong one made
+                                          * from a hash of the body */
+    bool conditional_pass;               /* `conditional_pass on|off;` default on: a 200 that
+                                          * passes through and satisfies the client's
+                                          * If-None-Match / If-Modified-Since becomes a 304 */
+    uint64_t grace_ms;                   /* `grace DUR;` default 0: how long past its freshness
+                                          * (and stale windows) a stored response is kept for
+                                          * revalidation and stale-if-error; never served
+                                          * otherwise */
+    enum cache_store_tier store;         /* `store memory|memcached|both;` default both when
+                                          * the config has a memcached block, memory otherwise;
+                                          * memcached and both need the block */
 };
 
 /* `route MATCH { backend NAME; host NAME; }` */
 struct config_route {
     enum route_match match;
-    char *pattern;      /* NUL-terminated; NULL for ROUTE_DEFAULT */
+    char *pattern; /* NUL-terminated; NULL for ROUTE_DEFAULT */
     size_t pattern_len;
-    pcre2_code *regex;  /* ROUTE_REGEX only: compiled once, JIT-compiled when available */
-    char *host;         /* lower-case, without port; NULL: any host */
+    pcre2_code *regex; /* ROUTE_REGEX only: compiled once, JIT-compiled when available */
+    char *host;        /* lower-case, without port; NULL: any host */
     struct config_backend *backend; /* points into config->backends */
-    unsigned index;     /* position in file order, 0-based */
+    unsigned index;                 /* position in file order, 0-based */
     struct config_cache_policy cache;
     struct config_pos pos;
 };
 
 /* `limits { ... }`: every limit has a safe default. */
 struct config_limits {
-    size_t header_size;          /* request head, request line included; default 32k -> 431 */
-    unsigned headers;            /* header fields in a request; default 100 -> 431 */
-    size_t uri_size;             /* request target; default 8k -> 414 */
-    uint64_t body_size;          /* request body; default 10m -> 413; 0 = no limit */
-    uint64_t header_timeout_ms;  /* to receive a whole head; default 10s -> 408 */
-    uint64_t body_timeout_ms;    /* between two reads of a request body; default 60s -> 408 */
-    uint64_t idle_timeout_ms;    /* keep-alive connection with no request; default 60s */
-    unsigned max_connections;    /* client connections, all workers together; default 10000 */
+    size_t header_size;         /* request head, request line included; default 32k -> 431 */
+    unsigned headers;           /* header fields in a request; default 100 -> 431 */
+    size_t uri_size;            /* request target; default 8k -> 414 */
+    uint64_t body_size;         /* request body; default 10m -> 413; 0 = no limit */
+    uint64_t header_timeout_ms; /* to receive a whole head; default 10s -> 408 */
+    uint64_t body_timeout_ms;   /* between two reads of a request body; default 60s -> 408 */
+    uint64_t idle_timeout_ms;   /* keep-alive connection with no request; default 60s */
+    unsigned max_connections;   /* client connections, all workers together; default 10000 */
 };
 
 enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
@@ -189,8 +189,8 @@ enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 /* `log { access PATH|stderr|off; error PATH|stderr; level error|warn|info|debug; }`
  * Relative paths are relative to the directory of the main config file. */
 struct config_log {
-    char *access_path; /* NULL: off; "stderr"; or a path.  Default: off */
-    char *error_path;  /* "stderr" or a path.  Default: "stderr" */
+    char *access_path;    /* NULL: off; "stderr"; or a path.  Default: off */
+    char *error_path;     /* "stderr" or a path.  Default: "stderr" */
     enum log_level level; /* default LOG_INFO */
 };
 
@@ -242,23 +242,23 @@ struct config_memcached {
 
 struct config {
     atomic_uint refs;
-    char *path;                   /* the main file, as given */
+    char *path; /* the main file, as given */
 
     struct config_listen *listens; /* at least one */
     size_t nlistens;
-    unsigned workers;             /* `workers N|auto;` auto (default) = online CPUs */
-    uint64_t drain_timeout_ms;    /* `drain_timeout DUR;` default 10s: SIGTERM grace */
+    unsigned workers;          /* `workers N|auto;` auto (default) = online CPUs */
+    uint64_t drain_timeout_ms; /* `drain_timeout DUR;` default 10s: SIGTERM grace */
 
     struct config_backend *backends;
     size_t nbackends;
 
-    struct config_route *routes;  /* in file order, ROUTE_DEFAULT included */
+    struct config_route *routes; /* in file order, ROUTE_DEFAULT included */
     size_t nroutes;
 
     struct config_limits limits;
     struct config_log log;
-    uint64_t cache_memory;        /* `cache { memory SIZE; }` default 256m: the memory store's
-                                   * bound, headers, bodies and bookkeeping counted */
+    uint64_t cache_memory;             /* `cache { memory SIZE; }` default 256m: the memory store's
+                                        * bound, headers, bodies and bookkeeping counted */
     struct config_memcached memcached; /* `memcached { ... }` */
 
     /* The file names the config was read from (main file and includes);

@@ -18,7 +18,7 @@ struct buf {
     size_t off; /* first unconsumed byte */
     size_t len; /* end of the bytes held */
     size_t cap;
-    bool oom;   /* an allocation failed; contents are incomplete */
+    bool oom; /* an allocation failed; contents are incomplete */
 };
 
 /* buf_pending: bytes held and not consumed yet. */

@@ -206,8 +206,8 @@ static enum cache_lookup_result poll_later(struct cache_req *cr, int64_t now_ms)
     cr->remote_until_ms = now_ms + cr->poll_gap_ms;
     if (cr->remote_until_ms > cr->cluster_until_ms)
         cr->remote_until_ms = cr->cluster_until_ms;
-    cr->poll_gap_ms = cr->poll_gap_ms * 2 > CLUSTER_POLL_MAX_MS ? CLUSTER_POLL_MAX_MS
-                                                                : cr->poll_gap_ms * 2;
+    cr->poll_gap_ms =
+        cr->poll_gap_ms * 2 > CLUSTER_POLL_MAX_MS ? CLUSTER_POLL_MAX_MS : cr->poll_gap_ms * 2;
     return CACHE_LOOKUP_REMOTE;
 }
 
@@ -410,8 +410,8 @@ static bool select_variant(void *ctx, const struct cache_object *variant)
     struct select_ctx *sc = ctx;
     sc->seen = true;
     char key[VARY_KEY_MAX];
-    size_t n = cache_vary_key(variant->vary, variant->vary_len, sc->fields, sc->nfields, key,
-                              sizeof key);
+    size_t n =
+        cache_vary_key(variant->vary, variant->vary_len, sc->fields, sc->nfields, key, sizeof key);
     return n < sizeof key && n == variant->secondary_len &&
            memcmp(key, variant->secondary_key, n) == 0;
 }
@@ -434,8 +434,14 @@ static bool build_key(struct cache_req *cr, const struct cache_request_view *rv,
                       const struct cache_field *fields, size_t nfields)
 {
     struct cache_key_input in = {
-        .scheme = "http", .scheme_len = 4, .host = rv->host, .host_len = rv->host_len,
-        .target = rv->target, .target_len = rv->target_len, .fields = fields, .nfields = nfields,
+        .scheme = "http",
+        .scheme_len = 4,
+        .host = rv->host,
+        .host_len = rv->host_len,
+        .target = rv->target,
+        .target_len = rv->target_len,
+        .fields = fields,
+        .nfields = nfields,
     };
     size_t n = cache_key_build(&in, cr->policy, NULL, 0);
     if (n == 0)
@@ -570,8 +576,8 @@ static enum cache_lookup_result miss(struct cache_req *cr, struct worker *w, boo
 {
     cr->outcome = CACHE_OUT_MISS;
     cr->fetch_full = cr->facts.method_get && cr->may_store;
-    bool only_if_cached = (cr->facts.cc.flags & CC_ONLY_IF_CACHED) &&
-                          cr->policy->client_cc != CLIENT_CC_IGNORE;
+    bool only_if_cached =
+        (cr->facts.cc.flags & CC_ONLY_IF_CACHED) && cr->policy->client_cc != CLIENT_CC_IGNORE;
     if (only_if_cached)
         return CACHE_LOOKUP_ONLY_IF_CACHED;
     /* A HEAD miss is forwarded as HEAD: its response has no body to store. */
@@ -629,8 +635,8 @@ enum cache_lookup_result cache_req_lookup(struct cache_req *cr, struct worker *w
     free(fields);
     if (!keyed)
         return pass(cr, "key");
-    cr->may_store = !((cr->facts.cc.flags & CC_NO_STORE) &&
-                      route->cache.client_cc != CLIENT_CC_IGNORE);
+    cr->may_store =
+        !((cr->facts.cc.flags & CC_NO_STORE) && route->cache.client_cc != CLIENT_CC_IGNORE);
     if (cr->facts.has_authorization && !route->cache.cache_authorized) {
         /* Never answered from the cache (DESIGN.md safety rules), but a
          * response that says it may be shared (public, s-maxage,
@@ -817,8 +823,9 @@ void cache_req_hit_fields(void *ctx, struct buf *out)
 
 static bool is_conditional_or_range(const char *base, struct http_span name)
 {
-    static const char *const names[] = {"if-match",            "if-none-match", "if-modified-since",
-                                        "if-unmodified-since", "if-range",      "range"};
+    static const char *const names[] = {"if-match",          "if-none-match",
+                                        "if-modified-since", "if-unmodified-since",
+                                        "if-range",          "range"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (http_span_is(base, name, names[i]))
             return true;
@@ -990,8 +997,8 @@ static void start_fill(struct cache_req *cr, const char *rbase, const struct htt
         cr->detail = "vary-too-large";
     } else {
         cr->builder = cache_object_builder_new(&meta, p->max_object_size);
-        if (cr->builder && !cache_object_builder_set_head(cr->builder, head.data ? head.data : "",
-                                                          head.len))
+        if (cr->builder &&
+            !cache_object_builder_set_head(cr->builder, head.data ? head.data : "", head.len))
             cache_object_builder_abandon(&cr->builder);
         cr->stored = cr->builder != NULL;
         cr->etag_generate = cr->builder && p->etag_generate && !etag;
@@ -1015,15 +1022,20 @@ static void invalidate_uri(struct worker *w, const struct config_route *route, c
     size_t nfields;
     struct cache_field *fields = request_fields(rbase, req, &nfields);
     struct cache_key_input in = {
-        .scheme = "http", .scheme_len = 4, .host = host, .host_len = host_len, .target = target,
-        .target_len = target_len, .fields = fields, .nfields = nfields,
+        .scheme = "http",
+        .scheme_len = 4,
+        .host = host,
+        .host_len = host_len,
+        .target = target,
+        .target_len = target_len,
+        .fields = fields,
+        .nfields = nfields,
     };
     size_t n = cache_key_build(&in, &route->cache, NULL, 0);
     char *key = n ? malloc(n + 1) : NULL;
     if (key) {
         cache_key_build(&in, &route->cache, key, n + 1);
-        size_t gone =
-            remove_everywhere(&route->cache, w, key, n, cache_key_hash(key, n, key_seed));
+        size_t gone = remove_everywhere(&route->cache, w, key, n, cache_key_hash(key, n, key_seed));
         log_debug("invalidated %.*s (%zu object(s))", (int)n, key, gone);
         free(key);
     }
@@ -1070,8 +1082,8 @@ static void invalidate(struct cache_req *cr, struct worker *w, const char *rbase
     static const char *const names[] = {"location", "content-location"};
     for (size_t i = 0; i < 2; i++) {
         const struct http_field *f = http_head_find(base, resp, names[i]);
-        if (!f || !same_host_path(base + f->value.off, f->value.len, host, host_len, &path,
-                                  &path_len))
+        if (!f ||
+            !same_host_path(base + f->value.off, f->value.len, host, host_len, &path, &path_len))
             continue;
         q = memchr(path, '?', path_len);
         invalidate_uri(w,
@@ -1120,9 +1132,9 @@ static void merge_head(struct buf *out, const struct cache_object *old, const ch
         const char *colon = memchr(p, ':', (size_t)(next - p));
         bool replaced = false;
         for (unsigned i = 0; colon && i < fh.nfields && !replaced; i++)
-            replaced = fh.fields[i].name.len == (size_t)(colon - p) &&
-                       strncasecmp(fresh.data + fh.fields[i].name.off, p,
-                                   fh.fields[i].name.len) == 0;
+            replaced =
+                fh.fields[i].name.len == (size_t)(colon - p) &&
+                strncasecmp(fresh.data + fh.fields[i].name.off, p, fh.fields[i].name.len) == 0;
         if (!replaced)
             buf_append(out, p, (size_t)(next - p));
         p = next;
@@ -1326,8 +1338,8 @@ void cache_req_response_failed(struct cache_req *cr, int64_t now_ms)
     }
 }
 
-bool cache_req_background_init(struct cache_req *bg, const struct cache_req *cr,
-                               struct worker *w, int64_t now_ms)
+bool cache_req_background_init(struct cache_req *bg, const struct cache_req *cr, struct worker *w,
+                               int64_t now_ms)
 {
     cache_req_init(bg);
     bg->waiter.worker = w;

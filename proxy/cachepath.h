@@ -87,22 +87,22 @@ struct cache_req {
     size_t key_len;
     uint64_t hash;
 
-    struct cache_object *obj;              /* hit, or the object just stored */
-    struct cache_object *stale;            /* a stale object: to revalidate, or to
-                                            * serve if the upstream fails */
+    struct cache_object *obj;   /* hit, or the object just stored */
+    struct cache_object *stale; /* a stale object: to revalidate, or to
+                                 * serve if the upstream fails */
     struct cache_object_facts stale_facts;
-    struct buf fill_head;                  /* the stored head, until the fill ends */
-    struct cache_object_builder *builder;  /* fill */
-    int64_t age_ms;                        /* Age to send */
+    struct buf fill_head;                 /* the stored head, until the fill ends */
+    struct cache_object_builder *builder; /* fill */
+    int64_t age_ms;                       /* Age to send */
     struct coalesce_waiter waiter;
 
     /* The memcached tier: a lookup in flight and its answer. */
     struct mc_job *mc;
-    bool remote;           /* waiting for memcached */
-    bool vary_asked;       /* the variant lookup after a Vary index was made */
+    bool remote;     /* waiting for memcached */
+    bool vary_asked; /* the variant lookup after a Vary index was made */
     /* Coalescing across nodes (coalesce cluster): the memcached lock. */
     enum { CLUSTER_NONE, CLUSTER_ASKED, CLUSTER_ACQUIRED, CLUSTER_BUSY } cluster;
-    bool polling;          /* another node fetches: poll memcached for its object */
+    bool polling; /* another node fetches: poll memcached for its object */
     int64_t cluster_until_ms;
     int64_t poll_gap_ms;
     struct mcstore *cluster_store; /* holds the lock: unlock when the fill ends */
@@ -126,11 +126,11 @@ void cache_req_reset(struct cache_req *cr);
 
 /* The parts of a request cache_req_lookup() needs. */
 struct cache_request_view {
-    const char *base;           /* the request head's bytes */
+    const char *base; /* the request head's bytes */
     const struct http_head *head;
-    const char *host;           /* the effective Host */
+    const char *host; /* the effective Host */
     size_t host_len;
-    const char *target;         /* origin-form target */
+    const char *target; /* origin-form target */
     size_t target_len;
     bool has_body;
 };
@@ -210,8 +210,8 @@ void cache_req_response_failed(struct cache_req *cr, int64_t now_ms);
  * key, policy and facts copied, the object referenced, and the key's fill
  * claimed in the coalescing table.  False (bg left empty) when another
  * request already fills the key or memory runs out. */
-bool cache_req_background_init(struct cache_req *bg, const struct cache_req *cr,
-                               struct worker *w, int64_t now_ms);
+bool cache_req_background_init(struct cache_req *bg, const struct cache_req *cr, struct worker *w,
+                               int64_t now_ms);
 
 /* cache_req_pass_fields: append the X-Cache and Cache-Status fields for a
  * request that did not go through the cache (policy says pass). */

@@ -74,7 +74,6 @@ struct target {
     size_t host_len;
 };
 
-
 struct client {
     struct client *next, *prev;
     struct worker *w;
@@ -99,8 +98,8 @@ struct client {
     /* The request being served. */
     const struct config_route *route;
     struct upstream *up;
-    struct buf uphead; /* the upstream request head, kept for a retry */
-    struct buf upbody; /* body bytes parsed before the upstream was opened */
+    struct buf uphead;          /* the upstream request head, kept for a retry */
+    struct buf upbody;          /* body bytes parsed before the upstream was opened */
     enum request_action action; /* pending after this parse */
     struct cache_req cr;        /* the cache's part in the request */
     uint64_t hit_off;           /* next body byte of cr.obj to write */
@@ -113,18 +112,18 @@ struct client {
     bool idempotent;
     bool keep_alive;
     enum body_framing req_framing;
-    uint64_t req_body;   /* body bytes received */
+    uint64_t req_body; /* body bytes received */
     bool head_done;
-    bool req_done;       /* the whole request was read */
-    bool resp_started;   /* a final response head was queued */
-    bool resp_done;      /* the whole response was queued */
-    bool close_after;    /* close once `out` is written */
+    bool req_done;     /* the whole request was read */
+    bool resp_started; /* a final response head was queued */
+    bool resp_done;    /* the whole response was queued */
+    bool close_after;  /* close once `out` is written */
     enum body_framing resp_framing;
     int status;
-    uint64_t resp_body;  /* body bytes queued for the client */
-    uint64_t resp_length; /* the Content-Length sent, for FRAMING_LENGTH */
+    uint64_t resp_body;          /* body bytes queued for the client */
+    uint64_t resp_length;        /* the Content-Length sent, for FRAMING_LENGTH */
     struct http_verdict verdict; /* why the head was refused */
-    ev_tstamp t_start;   /* first byte of the request */
+    ev_tstamp t_start;           /* first byte of the request */
     ev_tstamp t_activity;
     ev_tstamp t_upstream;
     ev_tstamp upstream_time; /* seconds until the response head; -1: none */
@@ -581,8 +580,8 @@ static bool up_on_head(void *owner, const char *base, const struct http_head *he
     }
     c->upstream_time = ev_now(c->w->loop) - c->t_upstream;
     struct buf extra = {0};
-    enum cache_head_action action = cache_req_response_head(&c->cr, c->w, c->in.data, &c->req,
-                                                            base, head, &extra, now_ms(c));
+    enum cache_head_action action =
+        cache_req_response_head(&c->cr, c->w, c->in.data, &c->req, base, head, &extra, now_ms(c));
     if (action != CACHE_HEAD_FORWARD) {
         /* Answered from the cache once the upstream's response has ended
          * (its body, if any, is read and dropped). */
@@ -763,8 +762,8 @@ static const struct upstream_handler upstream_handler = {
 static bool upstream_start(struct client *c, int avoid)
 {
     c->t_upstream = ev_now(c->w->loop);
-    c->up = upstream_open(c->w, c->wc, c->route->backend, avoid, c->head_request,
-                          &upstream_handler, c);
+    c->up =
+        upstream_open(c->w, c->wc, c->route->backend, avoid, c->head_request, &upstream_handler, c);
     if (!c->up)
         return false;
     upstream_write(c->up, c->uphead.data, c->uphead.len);
@@ -797,7 +796,6 @@ static bool method_is_idempotent(const char *base, struct http_span m)
             return true;
     return false;
 }
-
 
 /* RFC 9112 3.2: origin-form, absolute-form (its authority replaces Host,
  * 3.2.2) or asterisk-form. */
@@ -1205,8 +1203,8 @@ static void client_serve_hit(struct client *c)
     c->hit_body = plan.body_end > plan.body_start;
     /* Body bytes for the access log: the slice, or a multipart body that
      * was written into `out` after the head. */
-    const char *head_end = memmem(c->out.data + c->out.off + before,
-                                  buf_pending(&c->out) - before, "\r\n\r\n", 4);
+    const char *head_end =
+        memmem(c->out.data + c->out.off + before, buf_pending(&c->out) - before, "\r\n\r\n", 4);
     size_t in_out = head_end ? (size_t)((c->out.data + c->out.len) - (head_end + 4)) : 0;
     c->resp_body = (plan.body_end - plan.body_start) + in_out;
     c->resp_done = true;
@@ -1220,8 +1218,8 @@ static void client_revalidate_in_background(struct client *c)
     struct target t;
     if (!target_split(c, &t))
         return;
-    revalidate_start(c->w, c->wc, c->route, &c->cr, c->in.data, &c->req, t.host, t.host_len,
-                     t.path, t.path_len, c->addr);
+    revalidate_start(c->w, c->wc, c->route, &c->cr, c->in.data, &c->req, t.host, t.host_len, t.path,
+                     t.path_len, c->addr);
 }
 
 /* Do what the parsed head asked for.  False when the client was answered
@@ -1288,8 +1286,7 @@ static void cache_remote_done(struct cache_req *cr)
 
 static void cache_wake(struct coalesce_waiter *waiter, enum coalesce_outcome outcome)
 {
-    struct client *c =
-        (struct client *)((char *)waiter - offsetof(struct client, cr.waiter));
+    struct client *c = (struct client *)((char *)waiter - offsetof(struct client, cr.waiter));
     c->cr.waiting = false;
     client_after_wait(c, outcome, false);
 }
@@ -1456,8 +1453,9 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         client_close(c);
         return;
     }
-    client_error(c, status, c->state == CS_HEAD ? "timed out reading the request head"
-                                                 : "timed out reading the request body");
+    client_error(c, status,
+                 c->state == CS_HEAD ? "timed out reading the request head"
+                                     : "timed out reading the request body");
 }
 
 /* ---- opening and closing ---------------------------------------------------- */

@@ -51,10 +51,10 @@ struct coalesce_waiter {
 
 /* What coalesce_join() made of the caller. */
 enum coalesce_role {
-    COALESCE_FILLER,  /* nobody fills this key: the caller does, and must
-                       * call coalesce_fill_done() */
-    COALESCE_WAITER,  /* another request fills it: wait for the wake */
-    COALESCE_BYPASS,  /* hit-for-miss: go to the upstream, not a filler */
+    COALESCE_FILLER, /* nobody fills this key: the caller does, and must
+                      * call coalesce_fill_done() */
+    COALESCE_WAITER, /* another request fills it: wait for the wake */
+    COALESCE_BYPASS, /* hit-for-miss: go to the upstream, not a filler */
 };
 
 /* coalesce_init / coalesce_shutdown: the process-wide table.  Main thread,

@@ -19,23 +19,23 @@
 #define VIA_NAME "tessera"
 
 enum body_framing {
-    FRAMING_NONE,     /* no content */
-    FRAMING_LENGTH,   /* Content-Length: length */
-    FRAMING_CHUNKED,  /* Transfer-Encoding: chunked */
-    FRAMING_CLOSE,    /* delimited by closing the connection (responses only) */
+    FRAMING_NONE,    /* no content */
+    FRAMING_LENGTH,  /* Content-Length: length */
+    FRAMING_CHUNKED, /* Transfer-Encoding: chunked */
+    FRAMING_CLOSE,   /* delimited by closing the connection (responses only) */
 };
 
 struct forward_request {
-    const char *target;      /* origin-form request target */
+    const char *target; /* origin-form request target */
     size_t target_len;
-    const char *host;        /* the Host to send */
+    const char *host; /* the Host to send */
     size_t host_len;
     const char *client_addr; /* appended to X-Forwarded-For */
     const char *proto;       /* X-Forwarded-Proto: "http" */
     enum body_framing framing;
-    uint64_t length;         /* FRAMING_LENGTH */
-    bool close;              /* ask the upstream to close (keepalive 0) */
-    const char *extra;       /* more field lines to send ("Name: value\r\n"...), or NULL */
+    uint64_t length;   /* FRAMING_LENGTH */
+    bool close;        /* ask the upstream to close (keepalive 0) */
+    const char *extra; /* more field lines to send ("Name: value\r\n"...), or NULL */
     size_t extra_len;
     /* When set, a forwardable field is only sent when keep() says so. */
     bool (*keep)(const void *ctx, const char *base, const struct http_field *f);
@@ -52,12 +52,12 @@ void forward_request_head(struct buf *out, const char *base, const struct http_h
 
 struct forward_response {
     enum body_framing framing;
-    uint64_t length;     /* FRAMING_LENGTH, or the length a HEAD/304 announces */
-    bool send_length;    /* write Content-Length: length */
-    bool close;          /* "Connection: close" and close after */
-    bool keep_alive_10;  /* an HTTP/1.0 client gets "Connection: keep-alive" */
-    const char *date;    /* sent when the upstream gave no Date */
-    const char *extra;   /* more field lines ("Name: value\r\n"...) to send, or NULL */
+    uint64_t length;    /* FRAMING_LENGTH, or the length a HEAD/304 announces */
+    bool send_length;   /* write Content-Length: length */
+    bool close;         /* "Connection: close" and close after */
+    bool keep_alive_10; /* an HTTP/1.0 client gets "Connection: keep-alive" */
+    const char *date;   /* sent when the upstream gave no Date */
+    const char *extra;  /* more field lines ("Name: value\r\n"...) to send, or NULL */
     size_t extra_len;
     /* When set, a forwardable field is only sent when keep() says so. */
     bool (*keep)(const void *ctx, const char *base, const struct http_field *f);

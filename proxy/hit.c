@@ -54,8 +54,9 @@ static void gather(struct hit_request *hr, const char *base, const struct http_h
 void hit_request_init(struct hit_request *hr, const char *base, const struct http_head *req)
 {
     memset(hr, 0, sizeof *hr);
-    static const char *const names[] = {"if-match", "if-none-match", "if-modified-since",
-                                        "if-unmodified-since", "if-range", "range"};
+    static const char *const names[] = {"if-match",          "if-none-match",
+                                        "if-modified-since", "if-unmodified-since",
+                                        "if-range",          "range"};
     const char *v[6];
     size_t len[6];
     bool joined[6];
@@ -99,8 +100,8 @@ bool hit_request_conditional(const struct hit_request *hr)
 
 static bool is_304_field(const char *name, size_t len)
 {
-    static const char *const keep[] = {"etag",    "cache-control", "expires",
-                                       "vary",    "date",          "content-location"};
+    static const char *const keep[] = {"etag", "cache-control", "expires",
+                                       "vary", "date",          "content-location"};
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++)
         if (strlen(keep[i]) == len && strncasecmp(name, keep[i], len) == 0)
             return true;
@@ -199,8 +200,8 @@ static struct cache_validators object_validators(const struct cache_object *obj)
     };
 }
 
-static void answer_304(const struct cache_object *obj, const struct hit_head *hh,
-                       struct buf *out, struct hit_plan *plan)
+static void answer_304(const struct cache_object *obj, const struct hit_head *hh, struct buf *out,
+                       struct hit_plan *plan)
 {
     status_line(out, 304);
     append_stored_fields(out, obj, FIELDS_304);
@@ -221,8 +222,8 @@ static void answer_full(const struct cache_object *obj, const struct hit_request
     plan->body_end = body && !hr->head_request ? obj->body_len : 0;
 }
 
-static void answer_416(const struct cache_object *obj, const struct hit_head *hh,
-                       struct buf *out, struct hit_plan *plan)
+static void answer_416(const struct cache_object *obj, const struct hit_head *hh, struct buf *out,
+                       struct hit_plan *plan)
 {
     char cr[64];
     cache_range_unsatisfied(cr, sizeof cr, obj->body_len);
@@ -260,10 +261,9 @@ static void answer_multipart(const struct cache_object *obj, const struct cache_
     uint64_t length = cache_range_multipart_length(rs, boundary, ctype, ctype_len, obj->body_len);
     status_line(out, 206);
     append_stored_fields(out, obj, FIELDS_NO_CONTENT_TYPE);
-    buf_appendf(out,
-                "Content-Type: multipart/byteranges; boundary=%s\r\nContent-Length: %" PRIu64
-                "\r\n",
-                boundary, length);
+    buf_appendf(
+        out, "Content-Type: multipart/byteranges; boundary=%s\r\nContent-Length: %" PRIu64 "\r\n",
+        boundary, length);
     append_tail(out, hh);
     plan->status = 206;
     for (size_t i = 0; i < rs->n; i++) {

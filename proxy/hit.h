@@ -42,9 +42,9 @@ bool hit_request_conditional(const struct hit_request *hr);
 
 /* What to send for a hit. */
 struct hit_plan {
-    int status;           /* 200, 206, 304, 412, 416 */
-    uint64_t body_start;  /* slice of the object's body to write after the head */
-    uint64_t body_end;    /* exclusive; equal to body_start: no body from the object */
+    int status;          /* 200, 206, 304, 412, 416 */
+    uint64_t body_start; /* slice of the object's body to write after the head */
+    uint64_t body_end;   /* exclusive; equal to body_start: no body from the object */
 };
 
 /* The fields tessera adds to every answer from the cache (Age, Via,
@@ -52,11 +52,11 @@ struct hit_plan {
 typedef void hit_fields_fn(void *ctx, struct buf *out);
 
 struct hit_head {
-    bool close;          /* "Connection: close" */
-    bool keep_alive_10;  /* "Connection: keep-alive" for an HTTP/1.0 client */
+    bool close;         /* "Connection: close" */
+    bool keep_alive_10; /* "Connection: keep-alive" for an HTTP/1.0 client */
     hit_fields_fn *fields;
     void *fields_ctx;
-    uint64_t seed;       /* for a multipart boundary */
+    uint64_t seed; /* for a multipart boundary */
 };
 
 /* hit_answer: decide and write the answer for obj: the head (and, for

@@ -73,8 +73,8 @@ bool http_is_hop_by_hop(const char *name, size_t len);
 
 /* http_field_is_connection_listed: name is one of the options of any
  * Connection field of h, so it is hop-by-hop for this message. */
-bool http_field_is_connection_listed(const char *base, const struct http_head *h,
-                                     const char *name, size_t len);
+bool http_field_is_connection_listed(const char *base, const struct http_head *h, const char *name,
+                                     size_t len);
 
 /* http_field_forwardable: the field may be copied to the next hop: not
  * hop-by-hop, not named by Connection, and not one of the framing fields

@@ -43,14 +43,13 @@ struct tessera {
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: tessera [-c FILE] [-t] [-h] [-V]\n"
-            "  -c FILE  configuration file (default " TESSERA_DEFAULT_CONF ")\n"
-            "  -t       check the configuration and exit (0: valid, 1: not)\n"
-            "  -h       this help\n"
-            "  -V       print the version and exit\n"
-            "signals: HUP reloads the configuration, TERM/INT drain and exit,\n"
-            "         USR1 reopens the log files.  See tessera(8), tessera.conf(5).\n");
+    fprintf(out, "usage: tessera [-c FILE] [-t] [-h] [-V]\n"
+                 "  -c FILE  configuration file (default " TESSERA_DEFAULT_CONF ")\n"
+                 "  -t       check the configuration and exit (0: valid, 1: not)\n"
+                 "  -h       this help\n"
+                 "  -V       print the version and exit\n"
+                 "signals: HUP reloads the configuration, TERM/INT drain and exit,\n"
+                 "         USR1 reopens the log files.  See tessera(8), tessera.conf(5).\n");
 }
 
 static bool listens_same(const struct config *a, const struct config *b)

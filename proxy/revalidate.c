@@ -24,8 +24,8 @@ struct revalidation {
     struct wcfg *wc;
     struct upstream *up;
     struct cache_req cr;
-    struct buf head;       /* the client's request head, copied */
-    struct http_head req;  /* spans into head */
+    struct buf head;      /* the client's request head, copied */
+    struct http_head req; /* spans into head */
 };
 
 /* The worker's list of running fetches; kept behind one pointer so that
@@ -64,9 +64,8 @@ static bool on_head(void *owner, const char *base, const struct http_head *head,
     if (interim)
         return true;
     struct buf extra = {0};
-    enum cache_head_action action = cache_req_response_head(&rv->cr, rv->w, rv->head.data,
-                                                            &rv->req, base, head, &extra,
-                                                            now_ms(rv));
+    enum cache_head_action action = cache_req_response_head(&rv->cr, rv->w, rv->head.data, &rv->req,
+                                                            base, head, &extra, now_ms(rv));
     buf_release(&extra);
     log_debug("background revalidation of %.*s: %d (%s)", (int)rv->cr.key_len, rv->cr.key,
               head->status, action == CACHE_HEAD_SERVE_OBJECT ? "refreshed" : "fetched");
@@ -176,8 +175,7 @@ void revalidate_start(struct worker *w, struct wcfg *wc, const struct config_rou
     };
     forward_request_head(&uphead, rv->head.data, &rv->req, &fr);
     buf_release(&extra);
-    rv->up = uphead.oom ? NULL
-                        : upstream_open(w, rv->wc, route->backend, -1, false, &handler, rv);
+    rv->up = uphead.oom ? NULL : upstream_open(w, rv->wc, route->backend, -1, false, &handler, rv);
     if (rv->up) {
         upstream_write(rv->up, uphead.data, uphead.len);
         upstream_request_done(rv->up);

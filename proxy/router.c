@@ -61,8 +61,8 @@ static bool path_matches(const struct config_route *r, const char *path, size_t 
     return false;
 }
 
-const struct config_route *router_match(const struct config *cfg, const char *host,
-                                        size_t hostlen, const char *path, size_t pathlen)
+const struct config_route *router_match(const struct config *cfg, const char *host, size_t hostlen,
+                                        const char *path, size_t pathlen)
 {
     const struct config_route *fallback = NULL;
     for (size_t i = 0; i < cfg->nroutes; i++) {

@@ -17,8 +17,8 @@
  * carry a port) and path (the request path without the query).  Returns
  * NULL when no route matches and there is no default route.  Thread-safe:
  * regex match data is per thread. */
-const struct config_route *router_match(const struct config *cfg, const char *host,
-                                        size_t hostlen, const char *path, size_t pathlen);
+const struct config_route *router_match(const struct config *cfg, const char *host, size_t hostlen,
+                                        const char *path, size_t pathlen);
 
 /* router_thread_cleanup: free this thread's regex match data. */
 void router_thread_cleanup(void);

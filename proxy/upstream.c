@@ -36,8 +36,8 @@
 #include "proxy/log.h"
 
 #define UPSTREAM_READ_SIZE 16384
-#define UPSTREAM_HEAD_MAX 65536      /* response head bytes, fields included */
-#define UPSTREAM_IDLE_TIMEOUT 60.0   /* seconds an idle pooled connection is kept */
+#define UPSTREAM_HEAD_MAX 65536    /* response head bytes, fields included */
+#define UPSTREAM_IDLE_TIMEOUT 60.0 /* seconds an idle pooled connection is kept */
 
 struct upstream_pool {
     struct upstream_pool *next;
@@ -91,12 +91,18 @@ static void upstream_free(struct upstream *up);
 const char *upstream_failure_name(enum upstream_failure failure)
 {
     switch (failure) {
-    case UPSTREAM_NO_SERVER: return "no live upstream server";
-    case UPSTREAM_REFUSED: return "connection to upstream failed";
-    case UPSTREAM_CONNECT_TIMEOUT: return "upstream connect timed out";
-    case UPSTREAM_TIMEOUT: return "upstream timed out";
-    case UPSTREAM_CLOSED: return "upstream closed the connection prematurely";
-    case UPSTREAM_BAD_RESPONSE: return "invalid response from upstream";
+    case UPSTREAM_NO_SERVER:
+        return "no live upstream server";
+    case UPSTREAM_REFUSED:
+        return "connection to upstream failed";
+    case UPSTREAM_CONNECT_TIMEOUT:
+        return "upstream connect timed out";
+    case UPSTREAM_TIMEOUT:
+        return "upstream timed out";
+    case UPSTREAM_CLOSED:
+        return "upstream closed the connection prematurely";
+    case UPSTREAM_BAD_RESPONSE:
+        return "invalid response from upstream";
     }
     return "?";
 }

@@ -29,7 +29,8 @@
 #include "proxy/router.h"
 #include "proxy/upstream.h"
 
-#define ACCEPT_BUDGET 64 /* connections accepted per wake-up, so one busy listener cannot starve the loop */
+#define ACCEPT_BUDGET                                                                              \
+    64 /* connections accepted per wake-up, so one busy listener cannot starve the loop */
 
 static atomic_uint connections;
 
@@ -245,8 +246,7 @@ static void *worker_main(void *arg)
 }
 
 bool worker_start(struct worker *w, unsigned id, struct config *cfg, struct cache_store *store,
-                  struct mcstore *mcstore, const int *fds, size_t nfds, char *err,
-                  size_t errlen)
+                  struct mcstore *mcstore, const int *fds, size_t nfds, char *err, size_t errlen)
 {
     memset(w, 0, sizeof *w);
     w->id = id;

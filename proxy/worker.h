@@ -83,8 +83,7 @@ struct worker {
  * with err set when the
  * thread cannot be created. */
 bool worker_start(struct worker *w, unsigned id, struct config *cfg, struct cache_store *store,
-                  struct mcstore *mcstore, const int *fds, size_t nfds, char *err,
-                  size_t errlen);
+                  struct mcstore *mcstore, const int *fds, size_t nfds, char *err, size_t errlen);
 
 /* worker_set_config: hand the worker a new config (a reference is taken).
  * Main thread.  The worker adopts it at its next loop iteration. */

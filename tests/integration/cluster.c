@@ -47,9 +47,9 @@ static int start_nodes(int coalesce_cluster)
         snprintf(name, sizeof name, "node%d", i);
         snprintf(log, sizeof log, "node%d.log", i);
         const char *conf = node_conf(i, coalesce_cluster);
-        node[i] = conf ? proc_start_tessera(h.td, name, conf, tmpdir_file(h.td, log),
-                                            (const char *)NULL)
-                       : NULL;
+        node[i] =
+            conf ? proc_start_tessera(h.td, name, conf, tmpdir_file(h.td, log), (const char *)NULL)
+                 : NULL;
         if (!node[i])
             return -1;
     }
@@ -122,8 +122,7 @@ static long burst(const char *target, const char *path)
     pthread_barrier_destroy(&go);
     for (int i = 0; i < BURST; i++) {
         if (b[i].status != 200 || !b[i].body || strcmp(b[i].body, b[0].body) != 0)
-            fail_msg("request %d: status %d, cache status '%s'", i, b[i].status,
-                     b[i].cache_status);
+            fail_msg("request %d: status %d, cache status '%s'", i, b[i].status, b[i].cache_status);
     }
     for (int i = 0; i < BURST; i++)
         free(b[i].body);
@@ -146,8 +145,7 @@ static void test_without_cluster_each_node_fetches(void **state)
     /* The control: coalescing per node only.  Both nodes miss memcached
      * at once (the fill lands 500 ms later), so each fetches: what the
      * cluster lock saves. */
-    long n = burst("/cl/percore?delay=500&len=3000&hdr=Cache-Control:max-age%3D100",
-                   "/cl/percore");
+    long n = burst("/cl/percore?delay=500&len=3000&hdr=Cache-Control:max-age%3D100", "/cl/percore");
     assert_int_equal(n, NODES);
     stop_nodes();
 }

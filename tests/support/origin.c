@@ -475,7 +475,7 @@ enum framing { FR_LENGTH, FR_CHUNKED, FR_CLOSE };
 struct response {
     int status;
     const char *ctype;
-    const char *extra[2]; /* demo headers such as Cache-Control */
+    const char *extra[2];     /* demo headers such as Cache-Control */
     const char *validator[2]; /* etag= and lm= values: ETag, Last-Modified */
     enum framing framing;
     bool no_body; /* HEAD, 204, 304 */

@@ -44,8 +44,8 @@ static void test_flags(void **state)
                            "must-understand")
                          .flags,
                      CC_NO_STORE | CC_NO_CACHE | CC_PRIVATE | CC_PUBLIC | CC_MUST_REVALIDATE |
-                         CC_PROXY_REVALIDATE | CC_NO_TRANSFORM | CC_ONLY_IF_CACHED |
-                         CC_IMMUTABLE | CC_MUST_UNDERSTAND);
+                         CC_PROXY_REVALIDATE | CC_NO_TRANSFORM | CC_ONLY_IF_CACHED | CC_IMMUTABLE |
+                         CC_MUST_UNDERSTAND);
 }
 
 static void test_names_case_insensitive(void **state)

@@ -99,7 +99,7 @@ static void test_targeted_freshness(void **state)
     assert_true(rf.targeted);
     assert_int_equal(lifetime(&rf, &p), 600 * SEC);
     assert_int_equal(cache_storable(&req, &rf, &p), CACHE_STORABLE); /* Cache-Control's
-                                                                       * no-store is not ours */
+                                                                      * no-store is not ours */
     /* a targeted field without freshness: Expires does not count, ttl does */
     cdn = cc_of("public");
     rf.cc = *cache_pick_targeted(&cdn, true, NULL, false, &cc, &rf.targeted);
@@ -444,7 +444,7 @@ static void test_storable_method(void **state)
     (void)state;
     req = (struct cache_request_facts){.method_head = true};
     assert_int_equal(storable(&req, &rf, &p), CACHE_NOT_METHOD); /* HEAD never stores */
-    req = (struct cache_request_facts){0}; /* POST, PUT, ... */
+    req = (struct cache_request_facts){0};                       /* POST, PUT, ... */
     assert_int_equal(storable(&req, &rf, &p), CACHE_NOT_METHOD);
     req = get("");
     p.methods = CACHE_METHOD_HEAD;
@@ -854,8 +854,7 @@ static void test_serve_request_max_age(void **state)
     assert_int_equal(serve(&of, "max-age=soon", CLIENT_CC_HONOR), CACHE_SERVE_FRESH);
     /* max-age bounds the age even when max-stale accepts staleness */
     of = object(60 * SEC, 70 * SEC);
-    assert_int_equal(serve(&of, "max-age=65, max-stale", CLIENT_CC_SAFE),
-                     CACHE_SERVE_REVALIDATE);
+    assert_int_equal(serve(&of, "max-age=65, max-stale", CLIENT_CC_SAFE), CACHE_SERVE_REVALIDATE);
     assert_int_equal(serve(&of, "max-age=70, max-stale", CLIENT_CC_SAFE),
                      CACHE_SERVE_STALE_ALLOWED);
 }
@@ -872,8 +871,7 @@ static void test_serve_request_min_fresh(void **state)
     }
     assert_int_equal(serve(&of, "min-fresh=51", CLIENT_CC_IGNORE), CACHE_SERVE_FRESH);
     of = object(60 * SEC, 65 * SEC);
-    assert_int_equal(serve(&of, "min-fresh=0, max-stale", CLIENT_CC_SAFE),
-                     CACHE_SERVE_REVALIDATE);
+    assert_int_equal(serve(&of, "min-fresh=0, max-stale", CLIENT_CC_SAFE), CACHE_SERVE_REVALIDATE);
 }
 
 /* RFC 9111 5.2.1.2, 5.2.2.2 */

@@ -92,16 +92,16 @@ static void test_rejects_malformed(void **state)
     assert_bad("");
     assert_bad("   ");
     assert_bad("0");
-    assert_bad("Sun, 06 Nov 1994 08:49:37");         /* no GMT */
+    assert_bad("Sun, 06 Nov 1994 08:49:37"); /* no GMT */
     assert_bad("Sun, 06 Nov 1994 08:49:37 UTC");
-    assert_bad("Sun, 06 Nov 1994 08:49:37 gmt");     /* GMT is case-sensitive */
+    assert_bad("Sun, 06 Nov 1994 08:49:37 gmt"); /* GMT is case-sensitive */
     assert_bad("Sun, 06 Nov 1994 08:49:37 GMT x");
-    assert_bad("sun, 06 Nov 1994 08:49:37 GMT");     /* so are names */
+    assert_bad("sun, 06 Nov 1994 08:49:37 GMT"); /* so are names */
     assert_bad("Sun, 06 nov 1994 08:49:37 GMT");
     assert_bad("Sun, 06 November 1994 08:49:37 GMT");
     assert_bad("Foo, 06 Nov 1994 08:49:37 GMT");
-    assert_bad("Sun, 6 Nov 1994 08:49:37 GMT");      /* day is 2DIGIT */
-    assert_bad("Sun, 06 Nov 94 08:49:37 GMT");       /* year is 4DIGIT */
+    assert_bad("Sun, 6 Nov 1994 08:49:37 GMT"); /* day is 2DIGIT */
+    assert_bad("Sun, 06 Nov 94 08:49:37 GMT");  /* year is 4DIGIT */
     assert_bad("Sun,06 Nov 1994 08:49:37 GMT");
     assert_bad("Sun, 06 Nov 1994  08:49:37 GMT");
     assert_bad("Sun, 06 Nov 1994 8:49:37 GMT");
@@ -111,9 +111,9 @@ static void test_rejects_malformed(void **state)
     assert_bad("Sun, +6 Nov 1994 08:49:37 GMT");
     assert_bad("Sunday, 06-Nov-1994 08:49:37 GMT"); /* RFC 850 year is 2DIGIT */
     assert_bad("Sunday, 06 Nov 94 08:49:37 GMT");
-    assert_bad("Sun, 06-Nov-94 08:49:37 GMT");      /* RFC 850 wants the long name */
+    assert_bad("Sun, 06-Nov-94 08:49:37 GMT"); /* RFC 850 wants the long name */
     assert_bad("Sunday, 06-Nov-94 08:49:37");
-    assert_bad("Sun Nov 6 08:49:37 1994");          /* asctime pads with a space */
+    assert_bad("Sun Nov 6 08:49:37 1994"); /* asctime pads with a space */
     assert_bad("Sun Nov   6 08:49:37 1994");
     assert_bad("Sun Nov  6 08:49:37 94");
     assert_bad("Sun Nov  6 08:49:37 1994 GMT");
@@ -143,7 +143,7 @@ static void test_rfc850_two_digit_years(void **state)
     assert_int_equal(date("Friday, 01-Jan-24 00:00:00 GMT"), INT64_C(1704067200)); /* 2024 */
     assert_int_equal(date("Monday, 01-Jan-74 00:00:00 GMT"), INT64_C(3281990400)); /* 2074 */
     assert_int_equal(date("Tuesday, 01-Jan-75 00:00:00 GMT"), INT64_C(157766400)); /* 1975 */
-    assert_int_equal(date("Sunday, 01-Dec-74 00:00:00 GMT"), INT64_C(155088000)); /* 1974 */
+    assert_int_equal(date("Sunday, 01-Dec-74 00:00:00 GMT"), INT64_C(155088000));  /* 1974 */
     /* exactly 50 years ahead is not "more than" 50 years */
     assert_int_equal(date("Friday, 01-Jun-74 00:00:00 GMT"), INT64_C(3295036800));
     assert_int_equal(date("Friday, 01-Jun-74 00:00:01 GMT"), INT64_C(139276801));

@@ -13,7 +13,10 @@
 
 #include "cache/key.h"
 
-#define F(n, v) {n, sizeof(n) - 1, v, sizeof(v) - 1}
+#define F(n, v)                                                                                    \
+    {                                                                                              \
+        n, sizeof(n) - 1, v, sizeof(v) - 1                                                         \
+    }
 
 static struct config_cache_policy policy(enum key_query mode)
 {
@@ -137,7 +140,8 @@ static void test_target_raw_bytes(void **state)
     assert_string_equal(key_path("/a b\nh:x=1"), "http://example.com/a%20b%0Ah:x=1");
     assert_string_equal(key_path("/\xc3\xa9?q=\xc3\xa9 \x7f"),
                         "http://example.com/%C3%A9?q=%C3%A9%20%7F");
-    assert_string_equal(key_q("/p?b=\n&a=\t", KEY_QUERY_SORTED), "http://example.com/p?a=%09&b=%0A");
+    assert_string_equal(key_q("/p?b=\n&a=\t", KEY_QUERY_SORTED),
+                        "http://example.com/p?a=%09&b=%0A");
 }
 
 /* ---- query ---- */
@@ -278,7 +282,8 @@ static void test_key_cookies(void **state)
     assert_string_equal(key_full("http", "h", "/", fields + 1, 2, &p),
                         "http://h/\nc:lang=en\nc:ab=B");
     assert_string_equal(key_full("http", "h", "/", NULL, 0, &p), "http://h/\nc:lang=\nc:ab=");
-    assert_string_equal(key_full("http", "h", "/", odd, 1, &p), "http://h/\nc:lang=\"q\"\nc:ab=x=y");
+    assert_string_equal(key_full("http", "h", "/", odd, 1, &p),
+                        "http://h/\nc:lang=\"q\"\nc:ab=x=y");
 }
 
 static void test_key_all_parts(void **state)

@@ -24,8 +24,8 @@ static void head_from(struct http_head *h, const char *start, const char **lines
         size_t nlen = (size_t)(colon - *lines);
         memcpy(base + len, *lines, strlen(*lines));
         f->name = (struct http_span){(uint32_t)len, (uint32_t)nlen};
-        f->value = http_span_trim(base, (struct http_span){(uint32_t)(len + nlen + 1),
-                                                           (uint32_t)strlen(colon + 1)});
+        f->value = http_span_trim(
+            base, (struct http_span){(uint32_t)(len + nlen + 1), (uint32_t)strlen(colon + 1)});
         len += strlen(*lines);
     }
 }
@@ -57,8 +57,14 @@ static void test_request_head(void **state)
     head_from(&h, "POST", lines);
     h.method = (struct http_span){0, 4};
     struct forward_request fr = {
-        .target = "/cart?x=1", .target_len = 9, .host = "shop.example", .host_len = 12,
-        .client_addr = "192.0.2.7", .proto = "http", .framing = FRAMING_LENGTH, .length = 3,
+        .target = "/cart?x=1",
+        .target_len = 9,
+        .host = "shop.example",
+        .host_len = 12,
+        .client_addr = "192.0.2.7",
+        .proto = "http",
+        .framing = FRAMING_LENGTH,
+        .length = 3,
     };
     struct buf out = {0};
     forward_request_head(&out, base, &h, &fr);
@@ -84,8 +90,14 @@ static void test_request_chunked_and_close(void **state)
     h.method = (struct http_span){0, 3};
     h.minor = 0;
     struct forward_request fr = {
-        .target = "/", .target_len = 1, .host = "a", .host_len = 1, .client_addr = "::1",
-        .proto = "http", .framing = FRAMING_CHUNKED, .close = true,
+        .target = "/",
+        .target_len = 1,
+        .host = "a",
+        .host_len = 1,
+        .client_addr = "::1",
+        .proto = "http",
+        .framing = FRAMING_CHUNKED,
+        .close = true,
     };
     struct buf out = {0};
     forward_request_head(&out, base, &h, &fr);
@@ -101,13 +113,18 @@ static void test_response_head(void **state)
 {
     (void)state;
     struct http_head h;
-    const char *lines[] = {"Content-Type: text/html", "Transfer-Encoding: chunked",
-                           "Connection: X-Internal", "X-Internal: secret", "Via: 1.1 app",
-                           "Set-Cookie: a=1", NULL};
+    const char *lines[] = {"Content-Type: text/html",
+                           "Transfer-Encoding: chunked",
+                           "Connection: X-Internal",
+                           "X-Internal: secret",
+                           "Via: 1.1 app",
+                           "Set-Cookie: a=1",
+                           NULL};
     head_from(&h, "Not Found", lines);
     h.status = 404;
     h.reason = (struct http_span){0, 9};
-    struct forward_response fr = {.framing = FRAMING_CHUNKED, .date = "Sun, 06 Nov 1994 08:49:37 GMT"};
+    struct forward_response fr = {.framing = FRAMING_CHUNKED,
+                                  .date = "Sun, 06 Nov 1994 08:49:37 GMT"};
     struct buf out = {0};
     forward_response_head(&out, base, &h, &fr);
     assert_string_equal(built(&out), "HTTP/1.1 404 Not Found\r\n"
@@ -128,7 +145,9 @@ static void test_response_keeps_date_and_sets_length(void **state)
     const char *lines[] = {"Date: Mon, 07 Nov 1994 08:49:37 GMT", "Content-Length: 12", NULL};
     head_from(&h, "", lines);
     h.status = 200;
-    struct forward_response fr = {.framing = FRAMING_LENGTH, .length = 12, .close = true,
+    struct forward_response fr = {.framing = FRAMING_LENGTH,
+                                  .length = 12,
+                                  .close = true,
                                   .date = "Sun, 06 Nov 1994 08:49:37 GMT"};
     struct buf out = {0};
     forward_response_head(&out, base, &h, &fr);

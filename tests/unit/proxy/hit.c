@@ -50,8 +50,8 @@ static void request(const char *method, const char **lines)
         size_t n = strlen(*lines), nlen = (size_t)(colon - *lines);
         memcpy(base + len, *lines, n);
         f->name = (struct http_span){(uint32_t)len, (uint32_t)nlen};
-        f->value = http_span_trim(base, (struct http_span){(uint32_t)(len + nlen + 1),
-                                                           (uint32_t)(n - nlen - 1)});
+        f->value = http_span_trim(
+            base, (struct http_span){(uint32_t)(len + nlen + 1), (uint32_t)(n - nlen - 1)});
         len += n;
     }
 }
@@ -230,7 +230,8 @@ static void test_passed_through_200_becomes_304(void **state)
     struct buf out = {0};
     assert_true(hit_not_modified_from_response(rbase, &resp, &hr, &hh, &out, 0));
     buf_append(&out, "", 1);
-    assert_string_equal(out.data, "HTTP/1.1 304 Not Modified\r\nETag: \"p\"\r\nX-Cache: HIT\r\n\r\n");
+    assert_string_equal(out.data,
+                        "HTTP/1.1 304 Not Modified\r\nETag: \"p\"\r\nX-Cache: HIT\r\n\r\n");
     buf_release(&out);
     hit_request_release(&hr);
     const char *other[] = {"If-None-Match: \"q\"", NULL};

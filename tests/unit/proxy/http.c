@@ -30,8 +30,8 @@ static void head_from(struct fixture *f, const char *method, unsigned minor, con
         size_t nlen = (size_t)(colon - *lines);
         memcpy(f->base + len, *lines, strlen(*lines));
         fld->name = (struct http_span){(uint32_t)len, (uint32_t)nlen};
-        fld->value = http_span_trim(f->base, (struct http_span){(uint32_t)(len + nlen + 1),
-                                                                (uint32_t)(strlen(colon + 1))});
+        fld->value = http_span_trim(
+            f->base, (struct http_span){(uint32_t)(len + nlen + 1), (uint32_t)(strlen(colon + 1))});
         len += strlen(*lines);
     }
 }

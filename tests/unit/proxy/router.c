@@ -13,13 +13,13 @@
 static const char conf[] =
     "listen 127.0.0.1:0;\n"
     "backend a { server 127.0.0.1:1; }\n"
-    "route /static/ { backend a; }\n"                  /* 0 */
-    "route ~ \\.json$ { backend a; }\n"                /* 1 */
-    "route = /static/exact { backend a; }\n"           /* 2: exact wins over the earlier prefix */
-    "route /api/ { backend a; host api.example; }\n"   /* 3 */
-    "route /api/ { backend a; }\n"                     /* 4 */
-    "route ~ ^/static/.*\\.css$ { backend a; }\n"      /* 5: after the prefix, never chosen */
-    "route default { backend a; }\n";                  /* 6 */
+    "route /static/ { backend a; }\n"                /* 0 */
+    "route ~ \\.json$ { backend a; }\n"              /* 1 */
+    "route = /static/exact { backend a; }\n"         /* 2: exact wins over the earlier prefix */
+    "route /api/ { backend a; host api.example; }\n" /* 3 */
+    "route /api/ { backend a; }\n"                   /* 4 */
+    "route ~ ^/static/.*\\.css$ { backend a; }\n"    /* 5: after the prefix, never chosen */
+    "route default { backend a; }\n";                /* 6 */
 
 static struct config *cfg;
 
