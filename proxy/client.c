@@ -1251,15 +1251,25 @@ static bool client_act(struct client *c)
 }
 
 /* The fill this request waited for ended, or the wait timed out. */
+/* The request as the cache sees it, again, for a request that was waiting
+ * (its head is still in `in`: nothing is read meanwhile).  False, with the
+ * connection closed, when that is no longer so. */
+static bool resume_view(struct client *c, struct target *t, struct cache_request_view *rv)
+{
+    if (c->state != CS_PROXY || !target_split(c, t)) {
+        client_close(c);
+        return false;
+    }
+    request_view(c, t, rv);
+    return true;
+}
+
 static void client_after_wait(struct client *c, enum coalesce_outcome outcome, bool timed_out)
 {
     struct target t;
     struct cache_request_view rv;
-    if (c->state != CS_PROXY || !target_split(c, &t)) {
-        client_close(c);
+    if (!resume_view(c, &t, &rv))
         return;
-    }
-    request_view(c, &t, &rv);
     set_action(c, cache_req_after_wait(&c->cr, c->w, &rv, outcome, timed_out, now_ms(c)));
     client_act(c);
 }
@@ -1269,11 +1279,8 @@ static void client_after_remote(struct client *c, bool timed_out)
 {
     struct target t;
     struct cache_request_view rv;
-    if (c->state != CS_PROXY || !target_split(c, &t)) {
-        client_close(c);
+    if (!resume_view(c, &t, &rv))
         return;
-    }
-    request_view(c, &t, &rv);
     set_action(c, cache_req_remote_result(&c->cr, c->w, &rv, timed_out, now_ms(c)));
     client_act(c);
 }
