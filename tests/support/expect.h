@@ -62,4 +62,36 @@
             fail_msg("body differs from the pattern at byte %" PRId64, at_);                       \
     } while (0)
 
+/* Both responses are the same origin response: the test origin numbers its
+ * connections (X-Origin-Conn) and the requests on each (X-Origin-Seq), so a
+ * cached answer carries the numbers of the response it was stored from. */
+static inline void expect_same_origin_response(const struct http_response *a,
+                                               const struct http_response *b)
+{
+    const char *names[] = {"X-Origin-Conn", "X-Origin-Seq", "Date"};
+    for (size_t i = 0; i < 3; i++) {
+        const char *va = http_response_header(a, names[i]);
+        const char *vb = http_response_header(b, names[i]);
+        if (!va || !vb || strcmp(va, vb) != 0)
+            fail_msg("%s differs: %s vs %s: not the same origin response", names[i],
+                     va ? va : "none", vb ? vb : "none");
+    }
+}
+
+/* The two responses came from two different origin requests. */
+static inline void expect_different_origin_responses(const struct http_response *a,
+                                                     const struct http_response *b)
+{
+    const char *ca = http_response_header(a, "X-Origin-Conn");
+    const char *cb = http_response_header(b, "X-Origin-Conn");
+    const char *sa = http_response_header(a, "X-Origin-Seq");
+    const char *sb = http_response_header(b, "X-Origin-Seq");
+    assert_non_null(ca);
+    assert_non_null(cb);
+    assert_non_null(sa);
+    assert_non_null(sb);
+    if (strcmp(ca, cb) == 0 && strcmp(sa, sb) == 0)
+        fail_msg("both responses are origin response conn %s seq %s", ca, sa);
+}
+
 #endif
