@@ -16,7 +16,7 @@ CFLAGS   := -std=c11 $(OPT) -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread \
             -DTESSERA_DEFAULT_CONF='"$(SYSCONFDIR)/tessera/tessera.conf"'
 DEPFLAGS  = -MMD -MP
 LDFLAGS  := -pthread $(SAN)
-LIBS     := -lev -lmemcached -lpcre2-8 -lxxhash -lz -lbrotlienc -lbrotlidec -lm
+LIBS     := -lev -lmemcached -lpcre2-8 -lxxhash -lz -lbrotlienc -lbrotlidec -lzstd -lm
 
 # Debian packages the build, the tests and the demo need.
 DEPS_PKGS := gcc make libev-dev node-llhttp zlib1g-dev libbrotli-dev libmemcached-dev \

@@ -487,16 +487,6 @@ static void copy_body(const struct cache_object *obj, size_t off, size_t len, un
     }
 }
 
-static uint64_t body_hash(const struct cache_object *obj)
-{
-    XXH3_state_t state;
-
-    XXH3_64bits_reset(&state);
-    for (size_t i = 0; i < obj->nbody; i++)
-        XXH3_64bits_update(&state, obj->body[i].iov_base, obj->body[i].iov_len);
-    return XXH3_64bits_digest(&state);
-}
-
 static unsigned char *write_header(const struct cache_object *obj, unsigned char *p,
                                    uint32_t nchunks, uint32_t chunk_size)
 {
@@ -525,7 +515,7 @@ static unsigned char *write_header(const struct cache_object *obj, unsigned char
         p = put_string(p, obj->tags[i].name, obj->tags[i].len);
     p = put_string(p, obj->head, obj->head_len);
     p = put_le(p, obj->body_len, 8);
-    p = put_le(p, body_hash(obj), 8);
+    p = put_le(p, obj->body_hash, 8);
     p = put_le(p, nchunks, 4);
     return put_le(p, chunk_size, 4);
 }

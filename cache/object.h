@@ -91,6 +91,7 @@ struct cache_object {
     const struct iovec *body;
     size_t nbody;
     size_t body_len;
+    uint64_t body_hash; /* XXH3-64 (seed 0) of the body, computed when finished */
 
     /* What the object costs in memory: every allocation it owns (struct,
      * keys, head, tags, body chunks, chunk table) plus

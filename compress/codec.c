@@ -11,7 +11,10 @@ const struct compressor_ops *compressor_ops_for(enum coding c)
         return &gzip_ops;
     case CODING_BR:
         return &brotli_ops;
+    case CODING_ZSTD:
+        return &zstd_ops;
     case CODING_IDENTITY:
+    case CODING_COUNT:
     default:
         return NULL;
     }

@@ -14,7 +14,9 @@
 #define Q_UNSET (-1)
 #define Q_ONE 1000
 
-enum slot { SLOT_IDENTITY, SLOT_GZIP, SLOT_BR, SLOT_STAR, SLOT_OTHER, SLOT_N };
+enum slot { SLOT_IDENTITY, SLOT_GZIP, SLOT_BR, SLOT_ZSTD, SLOT_STAR, SLOT_OTHER, SLOT_N };
+
+_Static_assert(CODING_COUNT <= 32, "CODING_BIT() needs one bit of an unsigned per coding");
 
 static bool is_ows(char c)
 {
@@ -67,6 +69,8 @@ static enum slot slot_of(const char *t, size_t n)
         return SLOT_GZIP;
     if (token_is(t, n, "br"))
         return SLOT_BR;
+    if (token_is(t, n, "zstd"))
+        return SLOT_ZSTD;
     if (token_is(t, n, "*"))
         return SLOT_STAR;
     return SLOT_OTHER;
@@ -177,7 +181,7 @@ enum coding negotiate_coding(const char *accept_encoding, size_t len, unsigned o
     static const struct {
         enum coding coding;
         enum slot slot;
-    } pref[] = {{CODING_BR, SLOT_BR}, {CODING_GZIP, SLOT_GZIP}};
+    } pref[] = {{CODING_BR, SLOT_BR}, {CODING_ZSTD, SLOT_ZSTD}, {CODING_GZIP, SLOT_GZIP}};
     enum coding best = CODING_IDENTITY;
     int best_q = 0;
     for (size_t i = 0; i < sizeof pref / sizeof pref[0]; i++) {
@@ -205,9 +209,12 @@ const char *coding_name(enum coding c)
     switch (c) {
     case CODING_BR:
         return "br";
+    case CODING_ZSTD:
+        return "zstd";
     case CODING_GZIP:
         return "gzip";
     case CODING_IDENTITY:
+    case CODING_COUNT:
     default:
         return "identity";
     }

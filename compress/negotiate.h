@@ -6,7 +6,8 @@
  *
  * Rules, beyond the RFC text:
  * - Coding names are case-insensitive; "x-gzip" counts as "gzip"
- *   (RFC 9110 8.4.1.3).  Unknown codings (deflate, zstd, ...) are ignored.
+ *   (RFC 9110 8.4.1.3).  "zstd" has no such alias: "x-zstd" was never
+ *   registered and is ignored like any unknown coding (deflate, ...).
  * - An element whose syntax is broken (bad token, q out of range or with
  *   more than 3 decimals, a parameter other than q) is ignored alone; the
  *   rest of the header still counts.
@@ -24,11 +25,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* The codings tessera can produce.  zstd is not built (not linked). */
+/* The codings tessera can produce (compress/codec.h has a compressor for
+ * each but identity).  CODING_COUNT is not a coding: it counts them, for
+ * tables indexed by coding; it must stay at most 32 for CODING_BIT(). */
 enum coding {
     CODING_IDENTITY,
     CODING_GZIP,
     CODING_BR,
+    CODING_ZSTD, /* RFC 8878 section 7.2, window capped per RFC 9659 */
+    CODING_COUNT,
 };
 
 /* Bit of a coding in the `offered` mask of negotiate_coding(). */
@@ -44,9 +49,11 @@ enum coding {
  * possible).
  *
  * Among offered codings with q > 0, the highest q wins; equal q falls back
- * to the server's preference br > gzip.  Identity competes only when the
- * client gives it a q (explicitly or through "*"), and wins only with a
- * strictly higher q than the best compressed coding.
+ * to the server's preference br > zstd > gzip (issue 7: both newer codings
+ * beat gzip's ratio; br first as the one every zstd-capable browser also
+ * sends).  Identity competes only when the client gives it a q (explicitly
+ * or through "*"), and wins only with a strictly higher q than the best
+ * compressed coding.
  *
  * Returns CODING_IDENTITY when nothing compressed is acceptable.  Then
  * *identity_ok (when identity_ok is not NULL) tells whether the client
@@ -58,7 +65,7 @@ enum coding {
 enum coding negotiate_coding(const char *accept_encoding, size_t len, unsigned offered,
                              bool *identity_ok);
 
-/* The Content-Encoding token of a coding: "br", "gzip" or "identity".
+/* The Content-Encoding token of a coding: "br", "zstd", "gzip" or "identity".
  * A static string; never NULL ("identity" for an unknown value). */
 const char *coding_name(enum coding c);
 

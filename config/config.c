@@ -6,11 +6,12 @@
  * checks its context, argument count, block and repetition, and calls its
  * handler, which checks and stores the value.  The main-context, limits and
  * log handlers live here; backend and route blocks, the cache directives
- * (config/cache.c) and the memcached block (config/memcached.c) have their
- * own files.
- * Route backends and store tiers are resolved at the end, so a route may
- * name a backend defined after it, and the memcached block may come after
- * the routes that use it.  The config copies every string it keeps, file names
+ * (config/cache.c), the memcached block (config/memcached.c) and the
+ * compress blocks (config/compress.c) have their own files.
+ * Route backends, store tiers and inherited compress settings are resolved
+ * at the end, so a route may name a backend defined after it, and the
+ * memcached and top-level compress blocks may come after the routes that
+ * use them.  The config copies every string it keeps, file names
  * included, so the tree is freed before config_load() returns.  On any error
  * the half-built config is freed with config_release(): every allocation is
  * owned by the config as soon as it is made.
@@ -650,12 +651,14 @@ static void free_config(struct config *cfg)
         pcre2_code_free(cfg->routes[i].regex);
         free(cfg->routes[i].host);
         config_cache_policy_clear(&cfg->routes[i].cache);
+        config_compress_clear(&cfg->routes[i].compress);
     }
     free(cfg->routes);
     free(cfg->listens);
     free(cfg->log.access_path);
     free(cfg->log.error_path);
     config_memcached_clear(&cfg->memcached);
+    config_compress_clear(&cfg->compress);
     for (size_t i = 0; i < cfg->nfiles; i++)
         free(cfg->files[i]);
     free(cfg->files);
@@ -722,7 +725,7 @@ static struct config *new_config(const struct conf_tree *tree, const char *path)
     cfg->log.error_path = strdup("stderr");
     cfg->files = calloc(tree->nfiles, sizeof *cfg->files);
     if (!cfg->path || !cfg->log.error_path || !cfg->files ||
-        !config_memcached_init(&cfg->memcached))
+        !config_memcached_init(&cfg->memcached) || !config_compress_init(&cfg->compress))
         goto fail;
     for (; cfg->nfiles < tree->nfiles; cfg->nfiles++) {
         cfg->files[cfg->nfiles] = strdup(tree->files[cfg->nfiles]);
@@ -752,7 +755,8 @@ static struct config *load_tree(const struct conf_tree *tree, const char *path, 
         loader_error(&ld, &top, "no 'listen' directive");
         goto fail;
     }
-    if (!config_routes_resolve(&ld) || !config_cache_stores_resolve(&ld))
+    if (!config_routes_resolve(&ld) || !config_cache_stores_resolve(&ld) ||
+        !config_compress_resolve(&ld))
         goto fail;
     free(ld.routes_pending);
     free(ld.base_dir);

@@ -159,6 +159,32 @@ struct config_cache_policy {
                                           * memcached and both need the block */
 };
 
+/* One coding of a `compress { ... }` block: `brotli|gzip|zstd on|off
+ * [level=N];` and its share of `cached_level brotli=N gzip=N zstd=N;`. */
+struct config_compress_coding {
+    bool enabled;
+    int level;        /* for responses compressed while they stream */
+    int cached_level; /* for variants of stored objects, made once */
+};
+
+/* `compress { ... }` at the top level (the default of every route) or in a
+ * route (replacing the top-level one as a whole).  A block that is present
+ * is on unless it says `off;`. */
+struct config_compress {
+    bool enabled;                         /* `compress { off; }` turns it off; default on */
+    char **types;                         /* `types TYPE...;` lower-case media types without
+                                           * parameters; a subtype "*" matches every
+                                           * subtype of its type */
+    size_t ntypes;                        /* default: see config/compress.c */
+    uint64_t min_length;                  /* `min_length SIZE;` default 1k */
+    struct config_compress_coding brotli; /* default on, level 4, cached 7 */
+    struct config_compress_coding gzip;   /* default on, level 6, cached 9 */
+    struct config_compress_coding zstd;   /* default on, level 3, cached 8 (higher levels take tens of MiB while compressing) */
+    bool upstream_gzip;                   /* `upstream_gzip on|off;` default off: the upstream
+                                           * request's Accept-Encoding is replaced by "gzip"
+                                           * (on) or removed (off) */
+};
+
 /* `route MATCH { backend NAME; host NAME; }` */
 struct config_route {
     enum route_match match;
@@ -169,6 +195,9 @@ struct config_route {
     struct config_backend *backend; /* points into config->backends */
     unsigned index;                 /* position in file order, 0-based */
     struct config_cache_policy cache;
+    struct config_compress compress; /* the route's own block, else a deep copy of the
+                                      * top-level one (defaults without it): every route
+                                      * owns its types, so no two structs share a string */
     struct config_pos pos;
 };
 
@@ -260,6 +289,9 @@ struct config {
     uint64_t cache_memory;             /* `cache { memory SIZE; }` default 256m: the memory store's
                                         * bound, headers, bodies and bookkeeping counted */
     struct config_memcached memcached; /* `memcached { ... }` */
+    struct config_compress compress;   /* top-level `compress { ... }`, defaults without it:
+                                        * what routes without their own block copy.  The
+                                        * data path reads route->compress, never this */
 
     /* The file names the config was read from (main file and includes);
      * config_pos.file points into these. */

@@ -21,6 +21,11 @@
  * itself, since `header` and `cookie` may repeat. */
 #define CONFIG_LIST_MAX 64
 
+/* `brotli|gzip|zstd on|off [level=N];` takes one argument more than it has
+ * parameters, so that a repeated `level=` is reported as a duplicate rather
+ * than as a wrong argument count. */
+#define CODING_ARGS_MAX 3
+
 /* X(CONTEXT, "name used in messages") */
 #define CONFIG_CONTEXTS(X)                                                                         \
     X(MAIN, "main")                                                                                \
@@ -30,7 +35,8 @@
     X(LOG, "log")                                                                                  \
     X(CACHE, "cache")                                                                              \
     X(KEY, "key")                                                                                  \
-    X(MEMCACHED, "memcached")
+    X(MEMCACHED, "memcached")                                                                      \
+    X(COMPRESS, "compress")
 
 #define CONFIG_DIRECTIVES(X)                                                                       \
     X(MAIN, "listen", 1, 1, VALUE, MANY, config_main_listen)                                       \
@@ -42,6 +48,7 @@
     X(MAIN, "log", 0, 0, BLOCK, ONCE, config_main_log)                                             \
     X(MAIN, "cache", 0, 0, BLOCK, ONCE, config_main_cache)                                         \
     X(MAIN, "memcached", 0, 0, BLOCK, ONCE, config_main_memcached)                                 \
+    X(MAIN, "compress", 0, 0, BLOCK, ONCE, config_main_compress)                                   \
     X(BACKEND, "server", 1, 4, VALUE, MANY, config_backend_server)                                 \
     X(BACKEND, "connect_timeout", 1, 1, VALUE, ONCE, config_backend_connect_timeout)               \
     X(BACKEND, "read_timeout", 1, 1, VALUE, ONCE, config_backend_read_timeout)                     \
@@ -69,6 +76,7 @@
     X(ROUTE, "conditional_pass", 1, 1, VALUE, ONCE, config_route_conditional_pass)                 \
     X(ROUTE, "grace", 1, 1, VALUE, ONCE, config_route_grace)                                       \
     X(ROUTE, "store", 1, 1, VALUE, ONCE, config_route_store)                                       \
+    X(ROUTE, "compress", 0, 0, BLOCK, ONCE, config_route_compress)                                 \
     X(LIMITS, "header_size", 1, 1, VALUE, ONCE, config_limits_header_size)                         \
     X(LIMITS, "headers", 1, 1, VALUE, ONCE, config_limits_headers)                                 \
     X(LIMITS, "uri_size", 1, 1, VALUE, ONCE, config_limits_uri_size)                               \
@@ -91,6 +99,15 @@
     X(MEMCACHED, "io_threads", 1, 1, VALUE, ONCE, config_memcached_io_threads)                     \
     X(MEMCACHED, "item_size", 1, 1, VALUE, ONCE, config_memcached_item_size)                       \
     X(MEMCACHED, "ttl_slack", 1, 1, VALUE, ONCE, config_memcached_ttl_slack)                       \
-    X(MEMCACHED, "queue_max", 1, 1, VALUE, ONCE, config_memcached_queue_max)
+    X(MEMCACHED, "queue_max", 1, 1, VALUE, ONCE, config_memcached_queue_max)                       \
+    X(COMPRESS, "on", 0, 0, VALUE, ONCE, config_compress_on)                                       \
+    X(COMPRESS, "off", 0, 0, VALUE, ONCE, config_compress_off)                                     \
+    X(COMPRESS, "types", 1, CONFIG_LIST_MAX, VALUE, MANY, config_compress_types)                   \
+    X(COMPRESS, "min_length", 1, 1, VALUE, ONCE, config_compress_min_length)                       \
+    X(COMPRESS, "brotli", 1, CODING_ARGS_MAX, VALUE, ONCE, config_compress_brotli)                 \
+    X(COMPRESS, "gzip", 1, CODING_ARGS_MAX, VALUE, ONCE, config_compress_gzip)                     \
+    X(COMPRESS, "zstd", 1, CODING_ARGS_MAX, VALUE, ONCE, config_compress_zstd)                     \
+    X(COMPRESS, "cached_level", 1, 3, VALUE, ONCE, config_compress_cached_level)                   \
+    X(COMPRESS, "upstream_gzip", 1, 1, VALUE, ONCE, config_compress_upstream_gzip)
 
 #endif

@@ -6,7 +6,8 @@
  * handler (the table is config/directives.h); config/backend.c and
  * config/route.c hold the handlers for those blocks, config/cache.c the
  * cache policy of a route and the top-level `cache` block, config/memcached.c
- * the `memcached` block.  Every handler either
+ * the `memcached` block, config/compress.c the `compress` blocks (top level
+ * and route).  Every handler either
  * stores its value and returns true, or writes one error line through
  * loader_error() and returns false; whatever it allocated is already owned
  * by the config being built, so the caller frees all of it in one place.
@@ -33,9 +34,11 @@ enum config_context {
  * memcached depends on a memcached block that may come later.  Pointers
  * into the syntax tree, which outlives the loader. */
 struct loader_route {
-    const struct conf_arg *backend;       /* `backend NAME;`'s argument; NULL until seen */
-    const struct conf_directive *store;   /* `store ...;`; NULL: the default tier */
-    const struct conf_directive *cluster; /* `coalesce cluster;`; NULL when not given */
+    const struct conf_arg *backend;        /* `backend NAME;`'s argument; NULL until seen */
+    const struct conf_directive *store;    /* `store ...;`; NULL: the default tier */
+    const struct conf_directive *cluster;  /* `coalesce cluster;`; NULL when not given */
+    const struct conf_directive *compress; /* `compress { ... }`; NULL: the route copies the
+                                            * top-level block, which may come later */
 };
 
 struct config_loader {
@@ -59,8 +62,9 @@ struct config_route_build {
 
 /* A directive handler.  OBJ is the context's struct: struct config (main
  * and cache), struct config_backend, struct config_route_build, struct
- * config_limits, struct config_log, struct config_cache_policy (key) or
- * struct config_memcached. */
+ * config_limits, struct config_log, struct config_cache_policy (key),
+ * struct config_memcached or, for the compress context, config/compress.c's
+ * own struct compress_build. */
 typedef bool config_handler_fn(struct config_loader *ld, const struct conf_directive *d, void *obj);
 
 #define CONFIG_HANDLER_DECL(ctx, name, min, max, shape, repeat, fn) config_handler_fn fn;
@@ -142,5 +146,18 @@ bool config_memcached_init(struct config_memcached *m);
 /* config_memcached_clear: free what M owns and zero it.  Safe on a zeroed
  * or half-built M. */
 void config_memcached_clear(struct config_memcached *m);
+
+/* config_compress_init: the defaults of config.h in C (a zeroed struct);
+ * false when out of memory, C then safe to clear (config/compress.c). */
+bool config_compress_init(struct config_compress *c);
+
+/* config_compress_clear: free what C owns and zero it.  Safe on a zeroed
+ * or half-built C. */
+void config_compress_clear(struct config_compress *c);
+
+/* config_compress_resolve: give every route without its own compress block
+ * a deep copy of the top-level one (cfg->compress), now that the whole file
+ * is read.  False (an error at the route) when out of memory. */
+bool config_compress_resolve(struct config_loader *ld);
 
 #endif

@@ -275,7 +275,20 @@ static bool store_everywhere(struct cache_req *cr, struct worker *w, struct cach
 
 /* The request's fields as cache/ wants them.  Returns a malloc'd array the
  * caller frees, or NULL when empty or out of memory (*n set to 0). */
-static struct cache_field *request_fields(const char *base, const struct http_head *h, size_t *n)
+/* The Accept-Encoding the upstream sees when the route compresses: its own
+ * (upstream_gzip) or none; NULL when the client's goes as it is. */
+static const char *upstream_accept_encoding(const struct config_compress *cc)
+{
+    if (!cc || !cc->enabled)
+        return NULL;
+    return cc->upstream_gzip ? "gzip" : "";
+}
+
+/* The request's fields as the key module wants them.  Vary names request
+ * fields as the upstream received them: an Accept-Encoding the proxy
+ * replaced counts with the value it sent. */
+static struct cache_field *request_fields(const struct config_compress *cc, const char *base,
+                                          const struct http_head *h, size_t *n)
 {
     *n = 0;
     if (h->nfields == 0)
@@ -283,11 +296,16 @@ static struct cache_field *request_fields(const char *base, const struct http_he
     struct cache_field *f = malloc(h->nfields * sizeof *f);
     if (!f)
         return NULL;
+    const char *ae = upstream_accept_encoding(cc);
     for (unsigned i = 0; i < h->nfields; i++) {
         f[i].name = base + h->fields[i].name.off;
         f[i].name_len = h->fields[i].name.len;
         f[i].value = base + h->fields[i].value.off;
         f[i].value_len = h->fields[i].value.len;
+        if (ae && http_span_is(base, h->fields[i].name, "accept-encoding")) {
+            f[i].value = ae;
+            f[i].value_len = strlen(ae);
+        }
     }
     *n = h->nfields;
     return f;
@@ -530,7 +548,7 @@ static enum cache_lookup_result store_lookup(struct cache_req *cr, struct worker
                                              const struct cache_request_view *rv, int64_t now_ms)
 {
     size_t nfields;
-    struct cache_field *fields = request_fields(rv->base, rv->head, &nfields);
+    struct cache_field *fields = request_fields(cr->compress, rv->base, rv->head, &nfields);
     struct select_ctx sc = {fields, nfields, false};
     struct lookup_done done = {NULL};
     if (tier_memory(cr->policy))
@@ -611,6 +629,7 @@ enum cache_lookup_result cache_req_lookup(struct cache_req *cr, struct worker *w
                                           const struct cache_request_view *rv, int64_t now_ms)
 {
     cr->policy = &route->cache;
+    cr->compress = &route->compress;
     cr->request_time_ms = now_ms;
     request_facts(&cr->facts, rv->base, rv->head);
     if (!route->cache.enabled)
@@ -630,7 +649,7 @@ enum cache_lookup_result cache_req_lookup(struct cache_req *cr, struct worker *w
     if (request_has_cookie(rv) && !route->cache.cache_cookies && !cookies_keyed)
         return pass(cr, "cookie");
     size_t nfields;
-    struct cache_field *fields = request_fields(rv->base, rv->head, &nfields);
+    struct cache_field *fields = request_fields(cr->compress, rv->base, rv->head, &nfields);
     bool keyed = build_key(cr, rv, fields, nfields);
     free(fields);
     if (!keyed)
@@ -682,14 +701,136 @@ enum cache_lookup_result cache_req_after_wait(struct cache_req *cr, struct worke
 }
 
 /* The secondary key of this request for a Vary value. */
-static size_t request_vary_key(const struct cache_request_view *rv, const char *vary, size_t len,
-                               char *out, size_t cap)
+static size_t request_vary_key(const struct cache_req *cr, const struct cache_request_view *rv,
+                               const char *vary, size_t len, char *out, size_t cap)
 {
     size_t nfields;
-    struct cache_field *fields = request_fields(rv->base, rv->head, &nfields);
+    struct cache_field *fields = request_fields(cr->compress, rv->base, rv->head, &nfields);
     size_t n = cache_vary_key(vary, len, fields, nfields, out, cap);
     free(fields);
     return n;
+}
+
+/* ---- coded variants (issue 7) ---------------------------------------------------- */
+
+struct exact_select {
+    const char *secondary;
+    size_t len;
+};
+
+static bool select_exact(void *ctx, const struct cache_object *variant)
+{
+    const struct exact_select *es = ctx;
+    return variant->secondary_len == es->len &&
+           memcmp(variant->secondary_key, es->secondary, es->len) == 0;
+}
+
+/* Serve obj (a variant) instead of the identity object. */
+static void use_variant(struct cache_req *cr, struct cache_object *obj)
+{
+    cache_object_release(&cr->obj);
+    cr->obj = obj;
+    cr->vary_ae = false; /* the variant's head lists Accept-Encoding */
+}
+
+/* Store a variant beside its object.  Variants count against max_variants
+ * as well, so a key keeps room for one of each coding per Vary variant. */
+static void store_variant(struct cache_req *cr, struct worker *w, struct cache_object *obj,
+                          int64_t now_ms)
+{
+    if (tier_memory(cr->policy))
+        cache_store_insert(w->store, obj, cr->policy->max_variants * (1 + CODING_COUNT));
+    if (tier_memcached(cr->policy, w))
+        mcstore_set(w->mcstore, obj, now_ms);
+}
+
+/* Make cr->obj's variant for plan now (whole body, cached level), store it
+ * and serve it; when that fails, the identity object answers (an inflate
+ * plan cannot: the client does not take gzip, so the request fails). */
+static void make_variant(struct cache_req *cr, struct worker *w, const struct encode_plan *plan,
+                         int64_t now_ms)
+{
+    char err[128];
+    struct cache_object *src = cr->obj;
+    struct cache_object *v =
+        encode_variant_make(src, plan, cr->compress, cr->policy->max_object_size, err, sizeof err);
+    if (!v) {
+        log_warn("cannot make the %s variant of %.*s: %s",
+                 plan->action == ENCODE_INFLATE ? "inflated" : coding_name(plan->coding),
+                 (int)cr->key_len, cr->key, err);
+        if (plan->action == ENCODE_INFLATE)
+            cache_object_release(&cr->obj);
+        return;
+    }
+    log_info("made the %s variant of %.*s: %zu -> %zu bytes",
+             plan->action == ENCODE_INFLATE ? "inflated" : coding_name(plan->coding),
+             (int)cr->key_len, cr->key, src->body_len, v->body_len);
+    store_variant(cr, w, v, now_ms);
+    use_variant(cr, v);
+}
+
+enum cache_lookup_result cache_req_encode_hit(struct cache_req *cr, struct worker *w,
+                                              const char *ae, size_t ae_len, bool head_request,
+                                              bool ranged, bool remote_ok, int64_t now_ms)
+{
+    if (!cr->obj || !cr->compress || !cr->policy)
+        return CACHE_LOOKUP_HIT;
+    struct encode_response r;
+    encode_response_from_object(&r, cr->obj, head_request);
+    struct encode_plan plan;
+    encode_plan_for(cr->compress, ae, ae_len, &r, &plan);
+    cr->vary_ae = plan.vary;
+    if (plan.action == ENCODE_NONE || (ranged && plan.action == ENCODE_COMPRESS))
+        return CACHE_LOOKUP_HIT;
+    char key[VARY_KEY_MAX + ENCODE_VARIANT_KEY_EXTRA];
+    size_t klen = encode_variant_key(cr->obj, &plan, key, sizeof key);
+    if (klen == 0)
+        return CACHE_LOOKUP_HIT;
+    struct exact_select es = {key, klen};
+    struct lookup_done done = {NULL};
+    if (tier_memory(cr->policy))
+        cache_store_lookup(w->store, cr->key, cr->key_len, cr->hash, select_exact, &es, lookup_done,
+                           &done);
+    if (done.obj) {
+        use_variant(cr, done.obj);
+        return CACHE_LOOKUP_HIT;
+    }
+    if (remote_ok && tier_memcached(cr->policy, w) && remote_get(cr, w, key, klen, now_ms)) {
+        cr->variant_asked = true;
+        cr->variant_plan = plan;
+        return CACHE_LOOKUP_REMOTE;
+    }
+    make_variant(cr, w, &plan, now_ms);
+    return CACHE_LOOKUP_HIT;
+}
+
+/* memcached answered the lookup of a variant: serve it, or make it. */
+static enum cache_lookup_result variant_remote_result(struct cache_req *cr, struct worker *w,
+                                                      struct mcstore_get_result *res,
+                                                      int64_t now_ms)
+{
+    cr->variant_asked = false;
+    struct cache_object *v = NULL;
+    if (res && res->kind == MC_HIT) {
+        v = res->obj;
+        res->obj = NULL;
+    }
+    if (res) {
+        mc_result_release(res);
+        free(res);
+    }
+    char key[VARY_KEY_MAX + ENCODE_VARIANT_KEY_EXTRA];
+    size_t klen = cr->obj ? encode_variant_key(cr->obj, &cr->variant_plan, key, sizeof key) : 0;
+    if (v && klen > 0 && v->secondary_len == klen && memcmp(v->secondary_key, key, klen) == 0) {
+        if (tier_memory(cr->policy))
+            cache_store_insert(w->store, v, cr->policy->max_variants * (1 + CODING_COUNT));
+        use_variant(cr, v);
+        return CACHE_LOOKUP_HIT;
+    }
+    cache_object_release(&v);
+    if (cr->obj)
+        make_variant(cr, w, &cr->variant_plan, now_ms);
+    return CACHE_LOOKUP_HIT;
 }
 
 enum cache_lookup_result cache_req_remote_result(struct cache_req *cr, struct worker *w,
@@ -700,6 +841,8 @@ enum cache_lookup_result cache_req_remote_result(struct cache_req *cr, struct wo
     cr->remote_res = NULL;
     bool polling_due = timed_out && cr->polling && !cr->mc;
     remote_cancel(cr);
+    if (cr->variant_asked)
+        return variant_remote_result(cr, w, res, now_ms);
     enum cache_lookup_result r = CACHE_LOOKUP_MISS;
     if (cr->cluster == CLUSTER_ACQUIRED) {
         cr->cluster = CLUSTER_NONE;
@@ -733,7 +876,7 @@ enum cache_lookup_result cache_req_remote_result(struct cache_req *cr, struct wo
     } else if (res->kind == MC_VARY && !cr->vary_asked) {
         cr->vary_seen = true;
         char secondary[VARY_KEY_MAX];
-        size_t n = request_vary_key(rv, res->vary, res->vary_len, secondary, sizeof secondary);
+        size_t n = request_vary_key(cr, rv, res->vary, res->vary_len, secondary, sizeof secondary);
         cr->vary_asked = true;
         if (n < sizeof secondary && remote_get(cr, w, secondary, n, now_ms))
             r = CACHE_LOOKUP_REMOTE;
@@ -819,6 +962,8 @@ void cache_req_hit_fields(void *ctx, struct buf *out)
     buf_append_str(out, "Via: 1.1 " VIA_NAME "\r\n");
     append_cache_status(cr, out, 0);
     append_x_cache(cr->policy, cr->outcome, out);
+    if (cr->vary_ae)
+        buf_append_str(out, "Vary: Accept-Encoding\r\n");
 }
 
 static bool is_conditional_or_range(const char *base, struct http_span name)
@@ -835,11 +980,16 @@ static bool is_conditional_or_range(const char *base, struct http_span name)
 bool cache_req_upstream_keeps_field(const struct cache_req *cr, const char *base,
                                     const struct http_field *f)
 {
+    if (upstream_accept_encoding(cr->compress) && http_span_is(base, f->name, "accept-encoding"))
+        return false;
     return !(cr->fetch_full || cr->revalidating) || !is_conditional_or_range(base, f->name);
 }
 
 void cache_req_upstream_fields(const struct cache_req *cr, struct buf *extra)
 {
+    const char *ae = upstream_accept_encoding(cr->compress);
+    if (ae && *ae)
+        buf_appendf(extra, "Accept-Encoding: %s\r\n", ae);
     if (!cr->revalidating)
         return;
     if (cr->stale->etag_len > 0) {
@@ -957,7 +1107,7 @@ static void start_fill(struct cache_req *cr, const char *rbase, const struct htt
     struct buf vary = {0}, head = {0};
     join_fields(&vary, base, resp, "vary");
     size_t nfields;
-    struct cache_field *fields = request_fields(rbase, req, &nfields);
+    struct cache_field *fields = request_fields(cr->compress, rbase, req, &nfields);
     char secondary[VARY_KEY_MAX];
     size_t slen = cache_vary_key(vary.data ? vary.data : "", vary.len, fields, nfields, secondary,
                                  sizeof secondary);
@@ -1020,7 +1170,7 @@ static void invalidate_uri(struct worker *w, const struct config_route *route, c
     if (!route || !route->cache.enabled)
         return;
     size_t nfields;
-    struct cache_field *fields = request_fields(rbase, req, &nfields);
+    struct cache_field *fields = request_fields(&route->compress, rbase, req, &nfields);
     struct cache_key_input in = {
         .scheme = "http",
         .scheme_len = 4,
@@ -1364,6 +1514,7 @@ bool cache_req_background_init(struct cache_req *bg, const struct cache_req *cr,
     }
     bg->filler = true;
     bg->policy = cr->policy;
+    bg->compress = cr->compress;
     bg->facts = cr->facts;
     bg->request_time_ms = now_ms;
     bg->outcome = CACHE_OUT_MISS;

@@ -33,6 +33,7 @@
 #include "config/config.h"
 #include "proxy/buf.h"
 #include "proxy/coalesce.h"
+#include "proxy/encode.h"
 #include "proxy/http.h"
 #include "proxy/worker.h"
 
@@ -60,6 +61,7 @@ enum cache_head_action {
 
 struct cache_req {
     const struct config_cache_policy *policy; /* NULL: pass */
+    const struct config_compress *compress;   /* the route's compress policy */
     enum cache_outcome outcome;
     const char *fwd;    /* RFC 9211 fwd= value, NULL for hits */
     const char *detail; /* RFC 9211 detail= value or NULL */
@@ -108,6 +110,10 @@ struct cache_req {
     struct mcstore *cluster_store; /* holds the lock: unlock when the fill ends */
     int64_t remote_until_ms;
     struct mcstore_get_result *remote_res; /* the answer, until remote_result takes it */
+    /* Content coding of a hit (proxy/encode.h). */
+    bool vary_ae;       /* the answer adds "Vary: Accept-Encoding" */
+    bool variant_asked; /* memcached was asked for the coded variant of cr->obj */
+    struct encode_plan variant_plan;
     /* Runs on the request's worker when memcached answered (set by the
      * client before the first lookup, kept across requests). */
     void (*on_remote)(struct cache_req *cr);
@@ -158,6 +164,18 @@ enum cache_lookup_result cache_req_after_wait(struct cache_req *cr, struct worke
 enum cache_lookup_result cache_req_remote_result(struct cache_req *cr, struct worker *w,
                                                  const struct cache_request_view *rv,
                                                  bool timed_out, int64_t now_ms);
+
+/* cache_req_encode_hit: cr->obj is about to answer a client whose
+ * Accept-Encoding is (ae, ae_len) (ae NULL: the request has none).  When the
+ * route's compress policy says the body goes out coded, cr->obj becomes its
+ * coded variant (proxy/encode.h): found in memory, else (remote_ok) asked of
+ * memcached, else made now and stored in the route's tiers.  A ranged
+ * request keeps the identity body (ranges are answered from it).  Returns
+ * HIT when cr->obj is ready to serve, REMOTE when memcached was asked: wait
+ * for cr->on_remote, then cache_req_remote_result() says HIT. */
+enum cache_lookup_result cache_req_encode_hit(struct cache_req *cr, struct worker *w,
+                                              const char *ae, size_t ae_len, bool head_request,
+                                              bool ranged, bool remote_ok, int64_t now_ms);
 
 /* cache_req_hit_fields: append the fields every answer from the cache
  * carries: Age, Via, Cache-Status, X-Cache.  A hit_fields_fn (proxy/hit.h):

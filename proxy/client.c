@@ -47,6 +47,7 @@
 #include "cache/store.h"
 #include "proxy/buf.h"
 #include "proxy/cachepath.h"
+#include "proxy/encode.h"
 #include "proxy/forward.h"
 #include "proxy/hit.h"
 #include "proxy/revalidate.h"
@@ -107,6 +108,9 @@ struct client {
     bool hit_body;              /* the hit's body is being written */
     bool discard_body;          /* the upstream's body is not for the client (a 304 went) */
     bool answer_from_cache;     /* answer from cr.obj when the upstream response ends */
+    bool encode_checked;        /* cr.obj was given its coded variant (or needs none) */
+    struct encode_plan encode;  /* what the relayed response's body becomes */
+    struct encoder enc;         /* ... and the encoder doing it */
     int retries;
     bool head_request;
     bool idempotent;
@@ -429,6 +433,9 @@ static void request_reset(struct client *c)
     c->hit_off = c->hit_end = 0;
     c->hit_body = false;
     c->discard_body = c->answer_from_cache = false;
+    c->encode_checked = false;
+    c->encode = (struct encode_plan){.action = ENCODE_NONE, .coding = CODING_IDENTITY};
+    encoder_free(&c->enc);
     cache_req_reset(&c->cr);
     c->route = NULL;
     c->retries = 0;
@@ -518,7 +525,70 @@ static uint64_t parse_length(const char *base, const struct http_head *h, bool *
 
 static bool keep_field(const void *ctx, const char *base, const struct http_field *f)
 {
-    return cache_req_forwards_field(ctx, base, f);
+    const struct client *c = ctx;
+    /* A coded body has its own ETag and Content-Encoding (extra fields). */
+    if (c->encode.action != ENCODE_NONE &&
+        (http_span_is(base, f->name, "etag") || http_span_is(base, f->name, "content-encoding")))
+        return false;
+    return cache_req_forwards_field(&c->cr, base, f);
+}
+
+/* The client's Accept-Encoding (several lines: the first; NULL: none). */
+static const char *client_accept_encoding(const struct client *c, size_t *len)
+{
+    const struct http_field *f = http_head_find(c->in.data, &c->req, "accept-encoding");
+    *len = f ? f->value.len : 0;
+    return f ? c->in.data + f->value.off : NULL;
+}
+
+/* Encoded body bytes on their way to the client. */
+static bool encoded_sink(void *ctx, const void *p, size_t n)
+{
+    struct client *c = ctx;
+    if (n == 0)
+        return true;
+    if (c->resp_framing == FRAMING_CHUNKED)
+        client_write_chunk(c, p, n);
+    else
+        client_write(c, p, n);
+    c->resp_body += n;
+    return !c->out.oom;
+}
+
+/* Decide what the relayed response's body becomes and add the fields that
+ * say so.  The framing becomes chunked (close-delimited for HTTP/1.0): the
+ * coded length is not known in advance. */
+static void plan_encoding(struct client *c, const char *base, const struct http_head *head,
+                          struct forward_response *fr, struct buf *extra, bool http11)
+{
+    struct encode_response r;
+    encode_response_from_head(&r, base, head, c->head_request);
+    size_t ae_len;
+    const char *ae = client_accept_encoding(c, &ae_len);
+    encode_plan_for(&c->route->compress, ae, ae_len, &r, &c->encode);
+    if (c->encode.vary)
+        buf_append_str(extra, "Vary: Accept-Encoding\r\n");
+    if (c->encode.action == ENCODE_NONE)
+        return;
+    if (c->encode.action == ENCODE_COMPRESS)
+        buf_appendf(extra, "Content-Encoding: %s\r\n", coding_name(c->encode.coding));
+    const struct http_field *etag = http_head_find(base, head, "etag");
+    char tag[CACHE_OBJECT_ETAG_MAX + 16];
+    size_t n = etag ? encode_etag(base + etag->value.off, etag->value.len, c->encode.coding,
+                                  c->encode.action == ENCODE_INFLATE, tag, sizeof tag)
+                    : 0;
+    if (n > 0)
+        buf_appendf(extra, "ETag: %.*s\r\n", (int)n, tag);
+    fr->send_length = false;
+    if (fr->framing == FRAMING_NONE)
+        return; /* HEAD: the head alone */
+    if (http11) {
+        fr->framing = FRAMING_CHUNKED;
+    } else {
+        fr->framing = FRAMING_CLOSE;
+        c->close_after = true;
+    }
+    c->resp_length = 0;
 }
 
 static void append_extra(void *ctx, struct buf *out)
@@ -566,6 +636,28 @@ static bool answer_range_after_fill(struct client *c, bool has_length)
     c->discard_body = true;
     c->answer_from_cache = true;
     return true;
+}
+
+/* Relay the upstream's head, its body coded as the route's compress policy
+ * and the client's Accept-Encoding say. */
+static void relay_response_head(struct client *c, const char *base, const struct http_head *head,
+                                struct forward_response *fr, struct buf *extra, bool http11)
+{
+    plan_encoding(c, base, head, fr, extra, http11);
+    fr->close = c->close_after;
+    fr->keep_alive_10 = !http11 && !fr->close;
+    fr->extra = extra->data;
+    fr->extra_len = extra->len;
+    c->resp_framing = fr->framing;
+    forward_response_head(&c->out, base, head, fr);
+    if (c->encode.action == ENCODE_NONE || fr->framing == FRAMING_NONE)
+        return;
+    if (!encoder_start(&c->enc, &c->encode, &c->route->compress, encoded_sink, c)) {
+        /* Nothing of the body is out yet: a coded response cannot be
+         * sent, and the head said it would be. */
+        log_error("client %s: cannot start the encoder: %s", c->addr, c->enc.err);
+        client_close(c);
+    }
 }
 
 static bool up_on_head(void *owner, const char *base, const struct http_head *head, bool interim)
@@ -618,12 +710,23 @@ static bool up_on_head(void *owner, const char *base, const struct http_head *he
     fr.extra = extra.data;
     fr.extra_len = extra.len;
     fr.keep = keep_field;
-    fr.keep_ctx = &c->cr;
+    fr.keep_ctx = c;
     if (!answer_conditionally(c, base, head, &fr) && !answer_range_after_fill(c, has_length))
-        forward_response_head(&c->out, base, head, &fr);
+        relay_response_head(c, base, head, &fr, &extra, http11);
     buf_release(&extra);
     client_flush(c);
     return c->state != CS_DEAD;
+}
+
+/* The body could not be coded (a corrupt or oversized gzip body, or no
+ * memory): the client cannot be given a complete response: cut the
+ * connection, so it cannot take a truncated body for a whole one. */
+static void client_encode_failed(struct client *c)
+{
+    log_warn("client %s: response body coding failed: %s", c->addr, c->enc.err);
+    encoder_free(&c->enc);
+    cache_req_response_failed(&c->cr, now_ms(c));
+    client_close(c);
 }
 
 static void up_on_body(void *owner, const char *p, size_t n)
@@ -632,6 +735,16 @@ static void up_on_body(void *owner, const char *p, size_t n)
     cache_req_response_body(&c->cr, p, n);
     if (c->discard_body || c->answer_from_cache)
         return;
+    if (encoder_active(&c->enc)) {
+        if (!encoder_write(&c->enc, p, n)) {
+            client_encode_failed(c);
+            return;
+        }
+        if (buf_pending(&c->out) > OUT_HIGH_WATER && c->up)
+            upstream_pause(c->up);
+        client_flush(c);
+        return;
+    }
     if (c->resp_framing == FRAMING_CHUNKED)
         client_write_chunk(c, p, n);
     else
@@ -650,6 +763,14 @@ static void up_on_trailers(void *owner, const char *base, const struct http_head
     struct client *c = owner;
     if (c->resp_framing != FRAMING_CHUNKED)
         return; /* RFC 9110 6.5.1: a recipient may discard trailers */
+    if (encoder_active(&c->enc)) {
+        bool ok = encoder_finish(&c->enc);
+        if (!ok) {
+            client_encode_failed(c);
+            return;
+        }
+        encoder_free(&c->enc);
+    }
     client_write(c, "0\r\n", 3);
     for (unsigned i = 0; i < trailers->nfields; i++) {
         const struct http_field *f = &trailers->fields[i];
@@ -676,6 +797,14 @@ static void up_on_done(void *owner)
         }
         client_serve_hit(c);
         return;
+    }
+    if (encoder_active(&c->enc) && !c->discard_body) {
+        bool ok = encoder_finish(&c->enc);
+        if (!ok) {
+            client_encode_failed(c);
+            return;
+        }
+        encoder_free(&c->enc);
     }
     if (c->resp_framing == FRAMING_CHUNKED)
         client_write(c, "0\r\n\r\n", 5);
@@ -1174,8 +1303,26 @@ static bool client_start_forwarding(struct client *c)
 /* Answer from the stored object (a hit, a refreshed or a stale one): the
  * head goes through `out`, the body is written from the object itself
  * (client_flush); preconditions and ranges are the client's own. */
+/* Give cr.obj its coded variant, once per request (proxy/encode.h). */
+static enum cache_lookup_result client_encode_hit(struct client *c, bool remote_ok)
+{
+    if (c->encode_checked)
+        return CACHE_LOOKUP_HIT;
+    c->encode_checked = true;
+    size_t ae_len;
+    const char *ae = client_accept_encoding(c, &ae_len);
+    bool ranged = http_head_find(c->in.data, &c->req, "range") != NULL;
+    return cache_req_encode_hit(&c->cr, c->w, ae, ae_len, c->head_request, ranged, remote_ok,
+                                now_ms(c));
+}
+
 static void client_serve_hit(struct client *c)
 {
+    client_encode_hit(c, false);
+    if (!c->cr.obj) {
+        client_error(c, 502, "the stored response could not be decoded");
+        return;
+    }
     bool http11 = c->req.major == 1 && c->req.minor >= 1;
     if (!c->keep_alive || c->w->draining)
         c->close_after = true;
@@ -1235,6 +1382,10 @@ static bool client_act(struct client *c)
         c->action = ACT_FORWARD;
         return client_start_forwarding(c);
     case ACT_HIT:
+        if (client_encode_hit(c, true) == CACHE_LOOKUP_REMOTE) {
+            client_arm(c); /* memcached is asked for the coded variant */
+            return true;
+        }
         if (c->cr.swr)
             client_revalidate_in_background(c);
         client_serve_hit(c);
@@ -1489,6 +1640,7 @@ void client_destroy(struct client *c)
     if (c->up)
         upstream_abort(&c->up);
     cache_req_reset(&c->cr);
+    encoder_free(&c->enc);
     if (c->state != CS_DEAD) {
         ev_io_stop(c->w->loop, &c->rio);
         ev_io_stop(c->w->loop, &c->wio);

@@ -96,6 +96,32 @@ bool http_list_has_token(const char *v, size_t len, const char *token, size_t to
     return false;
 }
 
+bool http_block_next(const char **p, const char *end, const char **name, size_t *name_len,
+                     const char **value, size_t *value_len)
+{
+    while (*p < end) {
+        const char *line = *p;
+        const char *eol = memchr(line, '\n', (size_t)(end - line));
+        const char *next = eol ? eol + 1 : end;
+        *p = next;
+        const char *colon = memchr(line, ':', (size_t)(next - line));
+        if (!colon)
+            continue;
+        const char *v = colon + 1;
+        const char *vend = next;
+        while (v < vend && is_ows(*v))
+            v++;
+        while (vend > v && (vend[-1] == '\r' || vend[-1] == '\n' || is_ows(vend[-1])))
+            vend--;
+        *name = line;
+        *name_len = (size_t)(colon - line);
+        *value = v;
+        *value_len = (size_t)(vend - v);
+        return true;
+    }
+    return false;
+}
+
 static const char *const hop_by_hop[] = {
     "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
 };

@@ -63,6 +63,13 @@ unsigned http_head_count(const char *base, const struct http_head *h, const char
  * contains token, case-insensitively.  Empty elements are skipped. */
 bool http_list_has_token(const char *v, size_t len, const char *token, size_t toklen);
 
+/* http_block_next: walk a header block of "Name: value\r\n" lines (a
+ * stored object's head): from *p (up to end), return the next field's name
+ * and its value without surrounding whitespace, and move *p past it.
+ * Lines without a colon are skipped.  False at the end. */
+bool http_block_next(const char **p, const char *end, const char **name, size_t *name_len,
+                     const char **value, size_t *value_len);
+
 /* http_is_token: p/n is a non-empty RFC 9110 token (a valid field name). */
 bool http_is_token(const char *p, size_t n);
 

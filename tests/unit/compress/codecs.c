@@ -1,12 +1,13 @@
 /*
  * tests/unit/compress/codecs.c: the streaming compressors (compress/gzip.c,
- * compress/brotli.c through compress/codec.h) and the capped gzip decoder
- * (compress/inflate.c).
+ * compress/brotli.c, compress/zstd.c through compress/codec.h) and the
+ * capped gzip decoder (compress/inflate.c).
  *
- * Round trips are decoded by zlib's and brotli's own decoders, not only by
- * ours, for bodies of 0 B, 1 B, 1 MiB random and 1 MiB repetitive, fed in
+ * Round trips are decoded by zlib's, brotli's and zstd's own decoders, not
+ * only by ours, for bodies of 0 B, 1 B, 1 MiB random and 1 MiB repetitive, fed in
  * pieces of varied sizes with flushes in between: after every flush the
- * bytes emitted so far must decode to exactly the input so far.  The
+ * bytes emitted so far must decode to exactly the input so far.  zstd is
+ * always decoded with the 8 MiB window limit browsers apply (RFC 9659).  The
  * inflate caps are checked with a 10 MiB zero body that must fail under a
  * 1 MiB cap without ever buffering more than the cap.
  */
@@ -21,12 +22,19 @@
 #include <brotli/decode.h>
 #include <cmocka.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include "compress/codec.h"
 #include "compress/inflate.h"
 
 #define MIB (1024 * 1024)
 #define ERRLEN 160
+
+/* RFC 9659: a "zstd" content-coding decoder may refuse windows over 8 MiB. */
+#define ZSTD_HTTP_WINDOWLOG_MAX 23
+
+static const struct compressor_ops *const all_ops[] = {&gzip_ops, &brotli_ops, &zstd_ops};
+#define NOPS (sizeof all_ops / sizeof all_ops[0])
 
 /* ---- a growable sink ---- */
 
@@ -108,6 +116,7 @@ struct decoder {
     enum coding coding;
     z_stream zs;
     BrotliDecoderState *br;
+    ZSTD_DStream *zd;
     size_t fed; /* compressed bytes already given to the decoder */
     struct buf out;
     bool done; /* end of stream seen */
@@ -119,6 +128,11 @@ static void decoder_init(struct decoder *d, enum coding coding)
     d->coding = coding;
     if (coding == CODING_GZIP) {
         assert_int_equal(inflateInit2(&d->zs, 15 + 16), Z_OK);
+    } else if (coding == CODING_ZSTD) {
+        d->zd = ZSTD_createDStream();
+        assert_non_null(d->zd);
+        assert_false(ZSTD_isError(
+            ZSTD_DCtx_setParameter(d->zd, ZSTD_d_windowLogMax, ZSTD_HTTP_WINDOWLOG_MAX)));
     } else {
         d->br = BrotliDecoderCreateInstance(NULL, NULL, NULL);
         assert_non_null(d->br);
@@ -145,6 +159,17 @@ static void decoder_feed(struct decoder *d, const struct buf *in)
             avail_in = d->zs.avail_in;
             if (rc == Z_STREAM_END)
                 d->done = true;
+        } else if (d->coding == CODING_ZSTD) {
+            ZSTD_inBuffer ib = {next_in, avail_in, 0};
+            ZSTD_outBuffer ob = {tmp, sizeof tmp, 0};
+            size_t rc = ZSTD_decompressStream(d->zd, &ob, &ib);
+            if (ZSTD_isError(rc))
+                fail_msg("zstd: %s", ZSTD_getErrorName(rc));
+            produced = ob.pos;
+            next_in += ib.pos;
+            avail_in -= ib.pos;
+            if (rc == 0) /* frame complete, checksum verified, all flushed */
+                d->done = true;
         } else {
             size_t avail_out = sizeof tmp;
             uint8_t *next_out = tmp;
@@ -168,6 +193,8 @@ static void decoder_free(struct decoder *d)
 {
     if (d->coding == CODING_GZIP)
         inflateEnd(&d->zs);
+    else if (d->coding == CODING_ZSTD)
+        ZSTD_freeDStream(d->zd);
     else
         BrotliDecoderDestroyInstance(d->br);
     free(d->out.p);
@@ -268,6 +295,12 @@ static void test_brotli_round_trips(void **state)
     round_trips(&brotli_ops);
 }
 
+static void test_zstd_round_trips(void **state)
+{
+    (void)state;
+    round_trips(&zstd_ops);
+}
+
 /* Compress a whole buffer in one go with finish. */
 static struct buf compress_all(const struct compressor_ops *ops, const void *p, size_t n)
 {
@@ -285,24 +318,26 @@ static void test_repetitive_compresses(void **state)
 {
     (void)state;
     unsigned char *rep = make_body(MIB, BODY_REPETITIVE);
-    struct buf g = compress_all(&gzip_ops, rep, MIB);
-    struct buf b = compress_all(&brotli_ops, rep, MIB);
-    assert_true(g.len < MIB / 20);
-    assert_true(b.len < MIB / 20);
-    free(g.p);
-    free(b.p);
+    for (size_t i = 0; i < NOPS; i++) {
+        struct buf z = compress_all(all_ops[i], rep, MIB);
+        if (z.len >= MIB / 20)
+            fail_msg("%s: %zu bytes", all_ops[i]->name, z.len);
+        free(z.p);
+    }
     free(rep);
 }
 
 static void test_flush_without_input_is_free(void **state)
 {
     (void)state;
-    const struct compressor_ops *all[] = {&gzip_ops, &brotli_ops};
-    for (size_t i = 0; i < 2; i++) {
+    const struct compressor_ops *const *all = all_ops;
+    for (size_t i = 0; i < NOPS; i++) {
         struct buf z = {0};
         char err[ERRLEN];
         struct compressor *c = all[i]->init(all[i]->level_default, buf_sink, &z, err, sizeof err);
         assert_non_null(c);
+        assert_true(all[i]->flush(c)); /* before any write: not even a header */
+        assert_int_equal(z.calls, 0);
         assert_true(all[i]->write(c, "hello", 5));
         assert_true(all[i]->flush(c));
         size_t after_first = z.len;
@@ -332,14 +367,22 @@ static void test_bad_level(void **state)
     assert_null(brotli_ops.init(12, buf_sink, &z, err, sizeof err));
     assert_non_null(strstr(err, "level"));
     assert_null(brotli_ops.init(-1, buf_sink, &z, err, sizeof err));
+    err[0] = '\0';
+    assert_null(zstd_ops.init(0, buf_sink, &z, err, sizeof err));
+    assert_non_null(strstr(err, "level"));
+    err[0] = '\0';
+    assert_null(zstd_ops.init(20, buf_sink, &z, err, sizeof err)); /* ultra: window > 8 MiB */
+    assert_non_null(strstr(err, "level"));
+    assert_null(zstd_ops.init(-1, buf_sink, &z, err, sizeof err)); /* zstd's "fast" levels */
+    assert_int_equal(z.calls, 0);
 }
 
 static void test_sink_refusal(void **state)
 {
     (void)state;
-    const struct compressor_ops *all[] = {&gzip_ops, &brotli_ops};
+    const struct compressor_ops *const *all = all_ops;
     unsigned char *rnd = make_body(100000, BODY_RANDOM);
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < NOPS; i++) {
         struct buf z = {.refuse = true};
         char err[ERRLEN];
         struct compressor *c = all[i]->init(all[i]->level_default, buf_sink, &z, err, sizeof err);
@@ -360,9 +403,60 @@ static void test_ops_table(void **state)
     (void)state;
     assert_ptr_equal(compressor_ops_for(CODING_GZIP), &gzip_ops);
     assert_ptr_equal(compressor_ops_for(CODING_BR), &brotli_ops);
+    assert_ptr_equal(compressor_ops_for(CODING_ZSTD), &zstd_ops);
     assert_null(compressor_ops_for(CODING_IDENTITY));
-    assert_string_equal(gzip_ops.name, coding_name(CODING_GZIP));
-    assert_string_equal(brotli_ops.name, coding_name(CODING_BR));
+    assert_null(compressor_ops_for(CODING_COUNT));
+    for (size_t i = 0; i < NOPS; i++) {
+        assert_ptr_equal(compressor_ops_for(all_ops[i]->coding), all_ops[i]);
+        assert_string_equal(all_ops[i]->name, coding_name(all_ops[i]->coding));
+        assert_true(all_ops[i]->level_min <= all_ops[i]->level_default);
+        assert_true(all_ops[i]->level_default <= all_ops[i]->level_max);
+    }
+}
+
+/* ---- zstd frame parameters ---- */
+
+/* RFC 9659: browsers refuse zstd windows over 8 MiB.  A body of 20 MB whose
+ * second half repeats the first 10 MB would tempt an encoder at the highest
+ * level into a window that reaches back 10 MB; the frame header must still
+ * declare at most 8 MiB and a decoder held to 8 MiB must decode it. */
+static void test_zstd_window_capped(void **state)
+{
+    (void)state;
+    const size_t half = 10 * 1000 * 1000;
+    unsigned char *body = make_body(2 * half, BODY_RANDOM);
+    memcpy(body + half, body, half);
+    struct buf z = {0};
+    char err[ERRLEN];
+    struct compressor *c = zstd_ops.init(zstd_ops.level_max, buf_sink, &z, err, sizeof err);
+    assert_non_null(c);
+    for (size_t off = 0; off < 2 * half; off += MIB)
+        assert_true(zstd_ops.write(c, body + off, 2 * half - off < MIB ? 2 * half - off : MIB));
+    assert_true(zstd_ops.finish(c));
+    zstd_ops.free(&c);
+    assert_true(z.max_piece <= COMPRESS_CHUNK);
+
+    /* RFC 8878 3.1.1: magic, then the Frame_Header_Descriptor. */
+    assert_true(z.len > 6);
+    assert_memory_equal(z.p, "\x28\xb5\x2f\xfd", 4);
+    unsigned fhd = z.p[4];
+    assert_true(fhd & 0x04);  /* Content_Checksum_flag */
+    assert_false(fhd & 0x20); /* no Single_Segment: a Window_Descriptor follows */
+    unsigned exponent = z.p[5] >> 3, mantissa = z.p[5] & 7;
+    uint64_t base = (uint64_t)1 << (10 + exponent);
+    uint64_t window = base + base / 8 * mantissa;
+    if (window > (uint64_t)1 << ZSTD_HTTP_WINDOWLOG_MAX)
+        fail_msg("zstd window %llu bytes", (unsigned long long)window);
+
+    struct decoder d;
+    decoder_init(&d, CODING_ZSTD); /* windowLogMax 23 */
+    decoder_feed(&d, &z);
+    assert_true(d.done);
+    assert_int_equal(d.out.len, 2 * half);
+    assert_memory_equal(d.out.p, body, 2 * half);
+    decoder_free(&d);
+    free(z.p);
+    free(body);
 }
 
 /* ---- inflate caps and hostile input ---- */
@@ -520,11 +614,13 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gzip_round_trips),
         cmocka_unit_test(test_brotli_round_trips),
+        cmocka_unit_test(test_zstd_round_trips),
         cmocka_unit_test(test_repetitive_compresses),
         cmocka_unit_test(test_flush_without_input_is_free),
         cmocka_unit_test(test_bad_level),
         cmocka_unit_test(test_sink_refusal),
         cmocka_unit_test(test_ops_table),
+        cmocka_unit_test(test_zstd_window_capped),
         cmocka_unit_test(test_inflate_output_cap),
         cmocka_unit_test(test_inflate_ratio_cap),
         cmocka_unit_test(test_inflate_hostile),

@@ -1,6 +1,7 @@
 /*
  * tests/unit/compress/negotiate.c: Accept-Encoding parsing and the coding
- * choice (compress/negotiate.c): q-values, "*", identity;q=0, duplicates,
+ * choice (compress/negotiate.c): q-values, "*", identity;q=0, zstd and the
+ * br > zstd > gzip preference, duplicates,
  * case and whitespace, garbage, and the matrix of what a route offers
  * against what a client accepts.  Each header is copied into a buffer of
  * its exact length (no NUL) so valgrind or ASan catch an over-read.
@@ -17,9 +18,10 @@
 
 #include "compress/negotiate.h"
 
-#define ALL (CODING_BIT(CODING_GZIP) | CODING_BIT(CODING_BR))
+#define ALL (CODING_BIT(CODING_GZIP) | CODING_BIT(CODING_BR) | CODING_BIT(CODING_ZSTD))
 #define GZ CODING_BIT(CODING_GZIP)
 #define BR CODING_BIT(CODING_BR)
+#define ZS CODING_BIT(CODING_ZSTD)
 
 struct neg_case {
     const char *header; /* NULL: no Accept-Encoding */
@@ -66,7 +68,7 @@ static void test_basic(void **state)
         {"br, gzip", GZ, CODING_GZIP, true},         /* route offers gzip only */
         {"br, gzip", BR, CODING_BR, true},
         {"br, gzip", 0, CODING_IDENTITY, true}, /* route offers nothing */
-        {"deflate, zstd, compress", ALL, CODING_IDENTITY, true},
+        {"deflate, compress", ALL, CODING_IDENTITY, true},
         {"identity", ALL, CODING_IDENTITY, true},
         {"x-gzip", ALL, CODING_GZIP, true},
     };
@@ -123,12 +125,46 @@ static void test_star(void **state)
         {"*", ALL, CODING_BR, true},
         {"*", GZ, CODING_GZIP, true},
         {"*;q=0.5, gzip", ALL, CODING_GZIP, true},   /* explicit gzip q=1 beats *'s 0.5 */
-        {"*;q=0.5, br;q=0", ALL, CODING_GZIP, true}, /* br refused, gzip via * */
-        {"*;q=0", ALL, CODING_IDENTITY, false},      /* * refuses identity too */
+        {"*;q=0.5, br;q=0", ALL, CODING_ZSTD, true}, /* br refused, zstd via * */
+        {"*;q=0.5, br;q=0", GZ | BR, CODING_GZIP, true},
+        {"*;q=0", ALL, CODING_IDENTITY, false}, /* * refuses identity too */
         {"*;q=0, identity", ALL, CODING_IDENTITY, true},
         {"*;q=0, gzip", ALL, CODING_GZIP, true},
         {"*;q=0, gzip", BR, CODING_IDENTITY, false},
         {"gzip, *;q=0", BR, CODING_IDENTITY, false},
+    };
+    RUN(cases);
+}
+
+static void test_zstd(void **state)
+{
+    (void)state;
+    static const struct neg_case cases[] = {
+        {"zstd", ALL, CODING_ZSTD, true},
+        {"gzip, zstd", ALL, CODING_ZSTD, true},            /* zstd > gzip */
+        {"zstd, gzip", ALL, CODING_ZSTD, true},            /* order in the header: none */
+        {"gzip, deflate, br, zstd", ALL, CODING_BR, true}, /* Chrome's header: br > zstd */
+        {"zstd, br", ALL, CODING_BR, true},                /* br > zstd */
+        {"gzip;q=0.8, br;q=0.8, zstd;q=0.8", ALL, CODING_BR, true},
+        {"gzip;q=0.8, zstd;q=0.8", ALL, CODING_ZSTD, true},
+        {"br;q=0.5, zstd;q=0.6", ALL, CODING_ZSTD, true}, /* higher q beats preference */
+        {"zstd;q=0.5, gzip;q=0.6", ALL, CODING_GZIP, true},
+        {"br, zstd, gzip", GZ | ZS, CODING_ZSTD, true}, /* br not offered */
+        {"br, zstd, gzip", GZ, CODING_GZIP, true},      /* zstd not offered */
+        {"zstd", GZ | BR, CODING_IDENTITY, true},
+        {"zstd", ZS, CODING_ZSTD, true},
+        {"zstd;q=0", ALL, CODING_IDENTITY, true}, /* refused */
+        {"zstd;q=0, gzip", ALL, CODING_GZIP, true},
+        {"zstd;q=0, *", ALL, CODING_BR, true},
+        {"zstd;q=0, *", ZS, CODING_IDENTITY, true},
+        {"br;q=0, gzip;q=0, *", ALL, CODING_ZSTD, true}, /* zstd through "*" */
+        {"zstd;q=0, zstd", ALL, CODING_IDENTITY, true},  /* first wins */
+        {"x-zstd", ALL, CODING_IDENTITY, true},          /* never registered */
+        {"x-zstd, gzip", ALL, CODING_GZIP, true},
+        {"zstd1, zst, zstdd", ALL, CODING_IDENTITY, true},
+        {"ZSTD", ALL, CODING_ZSTD, true},
+        {"ZsTd;Q=0.5, gzip;q=0.4", ALL, CODING_ZSTD, true},
+        {"gzip, Zstd", ALL, CODING_ZSTD, true},
     };
     RUN(cases);
 }
@@ -206,7 +242,8 @@ static void test_fuzzish(void **state)
             for (size_t len = 0; len <= n; len++) {
                 bool ok;
                 enum coding c = negotiate_coding(buf + n - len, len, ALL, &ok);
-                assert_true(c == CODING_IDENTITY || c == CODING_GZIP || c == CODING_BR);
+                assert_true(c == CODING_IDENTITY || c == CODING_GZIP || c == CODING_BR ||
+                            c == CODING_ZSTD);
             }
         }
     }
@@ -228,8 +265,10 @@ static void test_names(void **state)
 {
     (void)state;
     assert_string_equal(coding_name(CODING_BR), "br");
+    assert_string_equal(coding_name(CODING_ZSTD), "zstd");
     assert_string_equal(coding_name(CODING_GZIP), "gzip");
     assert_string_equal(coding_name(CODING_IDENTITY), "identity");
+    assert_string_equal(coding_name(CODING_COUNT), "identity");
     assert_string_equal(coding_name((enum coding)42), "identity");
 }
 
@@ -240,6 +279,7 @@ int main(void)
         cmocka_unit_test(test_qvalues),
         cmocka_unit_test(test_malformed_q_ignored),
         cmocka_unit_test(test_star),
+        cmocka_unit_test(test_zstd),
         cmocka_unit_test(test_identity_refused),
         cmocka_unit_test(test_duplicates_first_wins),
         cmocka_unit_test(test_case_and_whitespace),
