@@ -291,12 +291,14 @@ static struct cache_field *request_fields(const struct config_compress *cc, cons
                                           const struct http_head *h, size_t *n)
 {
     *n = 0;
-    if (h->nfields == 0)
+    const char *ae = upstream_accept_encoding(cc);
+    size_t max = h->nfields + (ae ? 1 : 0);
+    if (max == 0)
         return NULL;
-    struct cache_field *f = malloc(h->nfields * sizeof *f);
+    struct cache_field *f = malloc(max * sizeof *f);
     if (!f)
         return NULL;
-    const char *ae = upstream_accept_encoding(cc);
+    bool ae_seen = false;
     for (unsigned i = 0; i < h->nfields; i++) {
         f[i].name = base + h->fields[i].name.off;
         f[i].name_len = h->fields[i].name.len;
@@ -305,9 +307,12 @@ static struct cache_field *request_fields(const struct config_compress *cc, cons
         if (ae && http_span_is(base, h->fields[i].name, "accept-encoding")) {
             f[i].value = ae;
             f[i].value_len = strlen(ae);
+            ae_seen = true;
         }
     }
     *n = h->nfields;
+    if (ae && !ae_seen) /* the upstream gets it whether the client sent one or not */
+        f[(*n)++] = (struct cache_field){"accept-encoding", 15, ae, strlen(ae)};
     return f;
 }
 
