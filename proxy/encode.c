@@ -214,7 +214,8 @@ void encode_plan_for(const struct config_compress *cc, const char *ae, size_t ae
 size_t encode_etag(const char *etag, size_t len, enum coding coding, bool inflated, char *out,
                    size_t cap)
 {
-    if (len < 2 || etag[len - 1] != '"')
+    size_t open = len >= 2 && etag[0] == 'W' && etag[1] == '/' ? 2 : 0;
+    if (len < open + 2 || etag[open] != '"' || etag[len - 1] != '"')
         return 0;
     const char *suffix = inflated ? "identity" : coding_name(coding);
     size_t slen = strlen(suffix);
