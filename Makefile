@@ -88,7 +88,7 @@ $(LIBSUPPORT): $(SUPPORT_OBJS)
 	ar rcs $@ $^
 
 $(ORIGIN): $(BUILD)/tests/support/origin.o $(LLHTTP_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ -lev
+	$(CC) $(LDFLAGS) -o $@ $^ -lev -lz
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(LIBTESSERA) $(LIBSUPPORT) $(LLHTTP_OBJS)
 	@mkdir -p $(dir $@)
@@ -96,7 +96,8 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(LIBTESSERA) $(LIBSUPPORT) $(LLHTTP_OBJS)
 
 $(BUILD)/tests/integration/%: tests/integration/%.c $(LIBSUPPORT) $(LLHTTP_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(DEPFLAGS) -o $@ $< $(LIBSUPPORT) $(LLHTTP_OBJS) -lcmocka -lev
+	$(CC) $(CFLAGS) $(DEPFLAGS) -o $@ $< $(LIBSUPPORT) $(LLHTTP_OBJS) -lcmocka -lev \
+	    -lz -lbrotlidec -lzstd
 
 tests: all $(UNIT_BINS) $(INTEG_BINS)
 

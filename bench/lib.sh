@@ -186,10 +186,13 @@ parse_wrk() {
     ' "$1"
 }
 
+# WRK_ARGS: more wrk arguments for both runs (e.g. -H 'Accept-Encoding: br'); empty by default
+WRK_ARGS=()
+
 # wrk_warmup URL: the unmeasured wrk run (none with BENCH_WARMUP=0)
 wrk_warmup() {
     if [ "$WARMUP" != 0 ]; then
-        wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" "$1" >/dev/null
+        wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" ${WRK_ARGS[@]+"${WRK_ARGS[@]}"} "$1" >/dev/null
     fi
 }
 # wrk_measured NAME URL TAG [PID...]: the measured wrk run into $TMP/TAG.wrk; with PIDs,
@@ -202,7 +205,7 @@ wrk_measured() {
         sample_peak "$TMP/$tag.rss" "$@" &
         sampler=$!
     fi
-    wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$url" >"$TMP/$tag.wrk"
+    wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency ${WRK_ARGS[@]+"${WRK_ARGS[@]}"} "$url" >"$TMP/$tag.wrk"
     if [ -n "$sampler" ]; then
         kill "$sampler" 2>/dev/null || true
         wait "$sampler" 2>/dev/null || true
@@ -219,3 +222,87 @@ measure() {
 
 # ratio A B: A/B with two decimals, "-" if B is 0
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+# ---- nginx, the peer --------------------------------------------------------------------------
+# find_nginx: the nginx binary (Debian 12's `nginx` package has proxy_cache), or nothing
+find_nginx() { command -v nginx 2>/dev/null || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true; }
+
+# write_nginx_conf PORT EXTRA: $TMP/nginx.conf, a caching proxy (proxy_cache, 1 h for 200s)
+# in front of the origin on 127.0.0.1:PORT, with EXTRA directives in its http block
+write_nginx_conf() {
+    local user_line=
+    [ "$(id -u)" -eq 0 ] && user_line="user root;"
+    cat >"$TMP/nginx.conf" <<EOF
+$user_line
+worker_processes $WORKERS;
+daemon off;
+master_process on;
+error_log $TMP/nginx-error.log warn;
+pid $TMP/nginx.pid;
+events {
+    worker_connections 1024;
+}
+http {
+    access_log off;
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    $2
+    client_body_temp_path $TMP/nginx/client_body;
+    proxy_temp_path       $TMP/nginx/proxy;
+    fastcgi_temp_path     $TMP/nginx/fastcgi;
+    uwsgi_temp_path       $TMP/nginx/uwsgi;
+    scgi_temp_path        $TMP/nginx/scgi;
+    proxy_cache_path $TMP/nginx/cache levels=1:2 keys_zone=bench:32m max_size=1g inactive=1h use_temp_path=off;
+    upstream origin {
+        server 127.0.0.1:$ORIGIN_PORT;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:$1;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache bench;
+            proxy_cache_valid 200 1h;
+            add_header X-Cache-Status \$upstream_cache_status;
+        }
+    }
+}
+EOF
+}
+
+# start_nginx [HTTP_DIRECTIVES]: nginx ($NGINX) configured by write_nginx_conf on a free
+# 127.0.0.1 port; sets nginx_pid and NGINX_PORT
+start_nginx() {
+    local attempt port
+    mkdir -p "$TMP/nginx/cache"
+    NGINX_PORT=
+    for attempt in 1 2 3; do   # a free port can be taken before nginx binds it: retry
+        port=$(free_port) || die "no free loopback port"
+        write_nginx_conf "$port" "${1:-}"
+        "$NGINX" -t -q -p "$TMP/nginx/" -e "$TMP/nginx-error.log" -c "$TMP/nginx.conf" \
+            || die "nginx rejects $TMP/nginx.conf: $(cat "$TMP/nginx-error.log")"
+        "$NGINX" -p "$TMP/nginx/" -e "$TMP/nginx-error.log" -c "$TMP/nginx.conf" >"$TMP/nginx.out" 2>&1 &
+        nginx_pid=$!
+        pids+=("$nginx_pid")
+        if wait_http "http://127.0.0.1:$port/__count" && kill -0 "$nginx_pid" 2>/dev/null; then
+            NGINX_PORT=$port
+            return 0
+        fi
+        kill -TERM "$nginx_pid" 2>/dev/null || true
+    done
+    die "nginx did not start: $(cat "$TMP/nginx-error.log")"
+}
+
+# nginx_worker_pids: the pids of nginx's worker processes (for RSS)
+nginx_worker_pids() {
+    local p
+    for p in $(ps -o pid= --ppid "$nginx_pid"); do
+        case "$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)" in
+            "nginx: worker process"*) echo "$p" ;;
+        esac
+    done
+}

@@ -12,7 +12,6 @@ ROOT=$(pwd)
 # ---- tools: wrk, nginx (with proxy_cache), curl, ss -----------------------------------------
 # On Debian 12 the `nginx` package holds the binary, http_proxy (proxy_cache) included;
 # nginx-light is only `nginx` plus the echo module.
-find_nginx() { command -v nginx 2>/dev/null || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true; }
 mapfile -t missing < <(common_missing)
 [ -n "$(find_nginx)" ] || missing+=(nginx)
 install_packages "${missing[@]}"
@@ -53,66 +52,7 @@ EOF
 start_tessera
 
 # ---- 2b. nginx ------------------------------------------------------------------------------
-mkdir -p "$TMP/nginx/cache"
-user_line=
-[ "$(id -u)" -eq 0 ] && user_line="user root;"
-write_nginx_conf() {
-    cat >"$TMP/nginx.conf" <<EOF
-$user_line
-worker_processes $WORKERS;
-daemon off;
-master_process on;
-error_log $TMP/nginx-error.log warn;
-pid $TMP/nginx.pid;
-events {
-    worker_connections 1024;
-}
-http {
-    access_log off;
-    default_type application/octet-stream;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 1000000;
-    client_body_temp_path $TMP/nginx/client_body;
-    proxy_temp_path       $TMP/nginx/proxy;
-    fastcgi_temp_path     $TMP/nginx/fastcgi;
-    uwsgi_temp_path       $TMP/nginx/uwsgi;
-    scgi_temp_path        $TMP/nginx/scgi;
-    proxy_cache_path $TMP/nginx/cache levels=1:2 keys_zone=bench:32m max_size=1g inactive=1h use_temp_path=off;
-    upstream origin {
-        server 127.0.0.1:$ORIGIN_PORT;
-        keepalive 64;
-    }
-    server {
-        listen 127.0.0.1:$1;
-        location / {
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_cache bench;
-            proxy_cache_valid 200 1h;
-            add_header X-Cache-Status \$upstream_cache_status;
-        }
-    }
-}
-EOF
-}
-NGINX_PORT=
-for attempt in 1 2 3; do   # a free port can be taken before nginx binds it: retry
-    port=$(free_port) || die "no free loopback port"
-    write_nginx_conf "$port"
-    "$NGINX" -t -q -p "$TMP/nginx/" -e "$TMP/nginx-error.log" -c "$TMP/nginx.conf" \
-        || die "nginx rejects $TMP/nginx.conf: $(cat "$TMP/nginx-error.log")"
-    "$NGINX" -p "$TMP/nginx/" -e "$TMP/nginx-error.log" -c "$TMP/nginx.conf" >"$TMP/nginx.out" 2>&1 &
-    nginx_pid=$!
-    pids+=("$nginx_pid")
-    if wait_http "http://127.0.0.1:$port/__count" && kill -0 "$nginx_pid" 2>/dev/null; then
-        NGINX_PORT=$port
-        break
-    fi
-    kill -TERM "$nginx_pid" 2>/dev/null || true
-done
-[ -n "$NGINX_PORT" ] || die "nginx did not start: $(cat "$TMP/nginx-error.log")"
+start_nginx
 wait_http "http://127.0.0.1:$TESSERA_PORT/__count" || die "tessera does not answer"
 
 # ---- 3. warm both caches and check HITs -------------------------------------------------------
@@ -131,12 +71,7 @@ done
 count_before=$(origin_count)
 
 # ---- 4. measure -----------------------------------------------------------------------------
-nginx_workers=()
-for p in $(ps -o pid= --ppid "$nginx_pid"); do
-    case "$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)" in
-        "nginx: worker process"*) nginx_workers+=("$p") ;;
-    esac
-done
+mapfile -t nginx_workers < <(nginx_worker_pids)
 [ ${#nginx_workers[@]} -gt 0 ] || die "no nginx worker processes found"
 
 log "origin 127.0.0.1:$ORIGIN_PORT, tessera 127.0.0.1:$TESSERA_PORT, nginx 127.0.0.1:$NGINX_PORT ($($NGINX -v 2>&1 | sed 's/.*: //'))"

@@ -11,7 +11,8 @@
  * Memory: a connection owns a fixed input buffer and an output buffer kept
  * under OUT_HIGH bytes.  Response bodies are produced on demand as the socket
  * drains (the body byte at offset i is 'a' + i % 26), so a 1 GB response
- * costs a few tens of KB.  Only echo=1 keeps a request body, up to ECHO_MAX.
+ * costs a few tens of KB.  Only echo=1 keeps a request body, up to ECHO_MAX,
+ * and only gzip=1 builds a whole body (to compress it), up to GZIP_MAX.
  *
  * A connection is a state machine driven by conn_drive():
  *
@@ -52,6 +53,7 @@
 
 #include <ev.h>
 #include <llhttp.h>
+#include <zlib.h>
 
 enum {
     IN_SIZE = 16384,        /* per-connection input buffer */
@@ -63,7 +65,8 @@ enum {
     LINGER_MS = 2000,       /* how long LINGER may flush and drain before closing */
     WRITE_BUDGET = 1 << 20, /* bytes per event before yielding to others */
 };
-static const size_t ECHO_MAX = 64u << 20; /* echo=1 keeps at most this much body */
+static const size_t ECHO_MAX = 64u << 20;   /* echo=1 keeps at most this much body */
+static const uint64_t GZIP_MAX = 64u << 20; /* gzip=1 compresses bodies up to this */
 
 /* ---- growable byte buffer ------------------------------------------------ */
 
@@ -160,7 +163,7 @@ static void pattern_copy(char *dst, uint64_t offset, size_t n)
 
 struct opts {
     int status; /* 0: not given */
-    bool has_len, chunked, close, echo, cont, noreply, closenow, has_abort;
+    bool has_len, chunked, close, echo, cont, noreply, closenow, has_abort, gzip, words;
     uint64_t len, abort;
     size_t chunk;
     long delay, body_delay, drip;       /* -1: not given */
@@ -302,9 +305,82 @@ static bool opts_set(struct opts *o, const char *k, const char *v, const char **
             o->noreply = on;
         else if (strcmp(k, "closenow") == 0)
             o->closenow = on;
+        else if (strcmp(k, "gzip") == 0)
+            o->gzip = on;
+        else if (strcmp(k, "words") == 0)
+            o->words = on;
         /* anything else (cache busters like v=2) is ignored */
     }
     return true;
+}
+
+/* words=1: n bytes of HTML-like text, the same for the same n: markup and
+ * words drawn from a small vocabulary by a fixed pseudo-random sequence, so
+ * that it compresses about as real pages do (not like the a..z pattern). */
+static void words_fill(char *dst, size_t n)
+{
+    static const char *const vocab[] = {
+        "<div class=\"product\">",
+        "</div>",
+        "<p>",
+        "</p>",
+        "<a href=\"/products/",
+        "\">",
+        "</a>",
+        "<span class=\"price\">",
+        "</span>",
+        "<li>",
+        "</li>",
+        "the",
+        "quality",
+        "shipping",
+        "customer",
+        "review",
+        "stars",
+        "colour",
+        "size",
+        "available",
+        "order",
+        "today",
+        "delivery",
+        "warranty",
+        "cotton",
+        "leather",
+        "steel",
+        "garden",
+        "kitchen",
+        "lamp",
+        "chair",
+        "table",
+        "with",
+        "and",
+        "for",
+        "new",
+        "classic",
+        "design",
+        "\n",
+    };
+    const size_t nvocab = sizeof vocab / sizeof vocab[0];
+    uint64_t x = 88172645463325252ull;
+    size_t i = 0;
+    while (i < n) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        const char *w = vocab[x % nvocab];
+        if ((x >> 32) % 7 == 0) { /* a number, as prices and ids are */
+            char num[24];
+            int k = snprintf(num, sizeof num, "%u ", (unsigned)((x >> 40) % 100000));
+            w = num;
+            for (int j = 0; j < k && i < n; j++)
+                dst[i++] = w[j];
+            continue;
+        }
+        for (size_t j = 0; w[j] && i < n; j++)
+            dst[i++] = w[j];
+        if (i < n)
+            dst[i++] = ' ';
+    }
 }
 
 /* Parse query [q, q+n).  Decoded strings live in *store (caller frees). */
@@ -330,6 +406,14 @@ static bool opts_parse(struct opts *o, const char *q, size_t n, char **store, co
         if (*k != '\0' && !opts_set(o, k, v, why))
             return false;
         q = amp ? amp + 1 : end;
+    }
+    if (o->words && o->has_len && o->len > GZIP_MAX) {
+        *why = "words";
+        return false;
+    }
+    if (o->gzip && o->has_len && o->len > GZIP_MAX) {
+        *why = "gzip";
+        return false; /* the whole body is built to be compressed */
     }
     return true;
 }
@@ -481,6 +565,7 @@ struct response {
     bool no_body; /* HEAD, 204, 304 */
     bool close_after;
     bool pattern; /* body is the pattern, else blob */
+    bool gzip;    /* blob is gzip-coded (gzip=1): Content-Encoding: gzip */
     char *blob;   /* owned */
     uint64_t total, produced, chunk_left, abort_at;
     bool has_abort, ended, aborted;
@@ -775,6 +860,53 @@ static bool validators_match(const struct request *r)
     return o->lm && ims && len == strlen(o->lm) && memcmp(ims, o->lm, len) == 0;
 }
 
+/* gzip=1: does the request's Accept-Encoding mention gzip?  (Any mention,
+ * q-values aside: a test that wants identity sends none.) */
+static bool request_takes_gzip(const struct request *r)
+{
+    size_t len;
+    const char *ae = head_header(&r->head, "accept-encoding", &len);
+    for (size_t i = 0; ae && i + 4 <= len; i++)
+        if (strncasecmp(ae + i, "gzip", 4) == 0)
+            return true;
+    return false;
+}
+
+/* Replace the response body by its gzip coding (zlib, gzip wrapper, level
+ * 6: the same body always gives the same bytes). */
+static void response_gzip(struct response *resp)
+{
+    size_t n = (size_t)resp->total;
+    char *plain = resp->blob;
+    if (resp->pattern) {
+        plain = malloc(n ? n : 1);
+        if (plain == NULL)
+            abort();
+        pattern_copy(plain, 0, n);
+    }
+    z_stream zs = {0};
+    if (deflateInit2(&zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        abort();
+    size_t cap = deflateBound(&zs, (uLong)n) + 32;
+    char *gz = malloc(cap);
+    if (gz == NULL)
+        abort();
+    zs.next_in = (Bytef *)plain;
+    zs.avail_in = (uInt)n;
+    zs.next_out = (Bytef *)gz;
+    zs.avail_out = (uInt)cap;
+    if (deflate(&zs, Z_FINISH) != Z_STREAM_END)
+        abort();
+    resp->total = zs.total_out;
+    deflateEnd(&zs);
+    if (plain != resp->blob)
+        free(plain);
+    free(resp->blob);
+    resp->blob = gz;
+    resp->pattern = false;
+    resp->gzip = true;
+}
+
 static void response_build(struct conn *c)
 {
     struct request *r = &c->req;
@@ -791,10 +923,19 @@ static void response_build(struct conn *c)
     }
     resp->blob = b.p; /* ownership moves to the response */
     resp->total = b.len;
-    if (!internal && o->has_len && !o->echo) {
+    if (!internal && o->has_len && !o->echo && o->words) {
+        free(resp->blob);
+        resp->blob = malloc(o->len ? (size_t)o->len : 1);
+        if (resp->blob == NULL)
+            abort();
+        words_fill(resp->blob, (size_t)o->len);
+        resp->total = o->len;
+    } else if (!internal && o->has_len && !o->echo) {
         resp->pattern = true;
         resp->total = o->len;
     }
+    if (!internal && o->gzip && request_takes_gzip(r))
+        response_gzip(resp);
     if (!internal && o->status)
         resp->status = o->status;
     if (!internal && o->etag)
@@ -834,6 +975,8 @@ static void response_queue_head(struct conn *c)
         buf_printf(b, "Content-Type: %s\r\n", resp->ctype);
     if (resp->framing == FR_LENGTH && !bodiless_status)
         buf_printf(b, "Content-Length: %" PRIu64 "\r\n", resp->total);
+    if (resp->gzip && !bodiless_status)
+        buf_str(b, "Content-Encoding: gzip\r\n");
     if (resp->framing == FR_CHUNKED && !bodiless_status) {
         buf_str(b, "Transfer-Encoding: chunked\r\n");
         if (r->o.trailer)
@@ -1351,6 +1494,11 @@ static void usage(FILE *f)
           "                    whose If-None-Match names V or If-Modified-Since is DATE\n"
           "  ctype=TYPE        Content-Type (empty: none)\n"
           "  echo=1            body = request head as received + request body\n"
+          "  words=1           with len=N: HTML-like text instead of the a..z pattern\n"
+          "  gzip=1            gzip the body (Content-Encoding: gzip, Content-Length of\n"
+          "                    the gzip bytes, or chunks of them with chunked=1) when\n"
+          "                    the request's Accept-Encoding mentions gzip; else\n"
+          "                    identity.  No Vary is added (hdr= can).  len <= 64M\n"
           "  continue=0        ignore Expect: 100-continue\n"
           "  noreply=1         never answer;  closenow=1  close after the head\n"
           "Introspection: /__count[?path=P]  /__reset  /__last?path=P\n",
