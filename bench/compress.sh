@@ -47,7 +47,7 @@ compress {
 }
 EOF
 start_tessera
-start_nginx "gzip on; gzip_comp_level 6; gzip_types text/html; gzip_proxied any; gzip_vary on;"
+start_nginx "gzip on; gzip_comp_level 6; gzip_proxied any; gzip_vary on;"
 wait_http "http://127.0.0.1:$TESSERA_PORT/__count" || die "tessera does not answer"
 
 # A page of HTML-like text (the origin's words=1 body: markup and words drawn from a fixed

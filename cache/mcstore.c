@@ -8,13 +8,13 @@
  * the callers' threads.  I/O threads block every signal: signals are for
  * the main thread.
  *
- * Queue: one mutex and one condvar guard two FIFO lists, "reads" (lookups
- * and lock attempts, which someone waits for) and "writes" (sets, deletes,
- * unlocks, which nobody waits for).  An I/O thread always takes a read
- * first, so a burst of writes never delays a lookup; each list holds at
- * most queue_max jobs, so writes can never crowd lookups out of the queue
- * either.  The lock is held only to link and unlink jobs, never across a
- * libmemcached call or a callback.
+ * Queue: one mutex and one condvar guard two FIFO lists, "reads" (lookups,
+ * lock attempts and purge log calls, which someone waits for) and "writes"
+ * (sets, deletes, unlocks, which nobody waits for).  An I/O thread always
+ * takes a read first, so a burst of writes never delays a lookup; each
+ * list holds at most queue_max jobs, so writes can never crowd lookups out
+ * of the queue either.  The lock is held only to link and unlink jobs,
+ * never across a libmemcached call or a callback.
  *
  * Servers: every memcached_st is set up the same way (setup_handle()):
  * binary protocol, weighted ketama, TCP_NODELAY, non-blocking I/O with
@@ -43,12 +43,18 @@
  * (little-endian), checked byte for byte against the key looked up.  Its
  * magic differs from the codec's "TSR" and "TSC", so neither is mistaken
  * for the other.  Lock items hold "1"; only their existence matters.
+ * Purge log items (see mcstore.h) are raw: the version is the decimal text
+ * memcached's incr keeps (it may pad a value that got shorter with
+ * spaces), an entry is the record's bytes.  Their keys, "purgelog:v" and
+ * "purgelog:<n>" after the prefix, never collide with an object's, which
+ * cache_codec_item_key() builds from a hash.
  */
 #include "cache/mcstore.h"
 
 #include <assert.h>
 #include <limits.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -70,6 +76,11 @@
 #define MIN_ITEM_SIZE ((size_t)1024)
 #define MAX_TIMEOUT_MS ((uint64_t)3600 * 1000)
 #define KEYBUF (CACHE_CODEC_KEY_MAX + sizeof(LOCK_SUFFIX))
+#define LOG_KEY "purgelog:"
+#define LOG_VERSION_KEY LOG_KEY "v"
+/* the longest prefix, "purgelog:" and UINT64_MAX's 20 digits */
+_Static_assert(CACHE_CODEC_PREFIX_MAX + sizeof(LOG_KEY) - 1 + 20 <= CACHE_CODEC_KEY_MAX,
+               "purge log keys must fit memcached's key limit");
 
 struct mc_counters {
 #define MC_COUNTER_FIELD(name, doc) atomic_uint_fast64_t name;
@@ -92,7 +103,16 @@ struct mc_server {
     struct mc_counters c;
 };
 
-enum mc_job_kind { JOB_GET, JOB_LOCK, JOB_SET, JOB_DELETE, JOB_UNLOCK };
+enum mc_job_kind {
+    JOB_GET,
+    JOB_LOCK,
+    JOB_SET,
+    JOB_DELETE,
+    JOB_UNLOCK,
+    JOB_LOG_APPEND,
+    JOB_LOG_VERSION,
+    JOB_LOG_READ,
+};
 
 /* The two queues: reads are served first. */
 enum { Q_READ, Q_WRITE, NQUEUES };
@@ -101,12 +121,17 @@ struct mc_job {
     struct mc_job *next;
     enum mc_job_kind kind;
     int64_t now_ms;
-    uint64_t arg;             /* JOB_GET: primary hash; JOB_LOCK: ttl in ms */
+    uint64_t arg;             /* JOB_GET: primary hash; JOB_LOCK: ttl in ms;
+                               * JOB_LOG_APPEND: expiry in s; JOB_LOG_READ: first */
+    uint64_t last;            /* JOB_LOG_READ */
     struct cache_object *obj; /* JOB_SET: the store's reference */
     mcstore_get_cb *get_cb;
     mcstore_lock_cb *lock_cb;
+    mcstore_log_append_cb *append_cb;
+    mcstore_log_version_cb *version_cb;
+    mcstore_log_read_cb *read_cb;
     void *ctx;
-    const char *primary; /* into keys[] */
+    const char *primary; /* into keys[]; JOB_LOG_APPEND: the record */
     size_t plen;
     const char *secondary;
     size_t slen;
@@ -419,41 +444,38 @@ static bool parse_vary_item(const char *v, size_t len, const char *p, size_t ple
     return true;
 }
 
-/* Fetch chunk items 1..n of the job's object with one multi-get into
- * views[1..n] (malloc'd values; NULL data when missing).  Returns the
- * multi-get's result: a failure means some chunks may be missing because a
- * server failed, not because memcached lost them.  When a chunk's server is
- * being skipped nothing is fetched: *skipped is set. */
-static memcached_return_t fetch_chunks(struct mc_worker *w, const struct mc_job *job, uint32_t n,
-                                       struct cache_codec_view *views, bool *skipped)
+/* The decimal number after the last ':' of key k/kl, in *num.  False when
+ * there is none, or it overflows. */
+static bool key_number(const char *k, size_t kl, uint64_t *num)
+{
+    const char *colon = memrchr(k, ':', kl);
+    if (!colon || colon + 1 == k + kl)
+        return false;
+    uint64_t v = 0;
+    for (const char *d = colon + 1; d < k + kl; d++) {
+        if (*d < '0' || *d > '9' || v > (UINT64_MAX - (uint64_t)(*d - '0')) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(*d - '0');
+    }
+    *num = v;
+    return true;
+}
+
+/* Fetch keys[0..n-1] with one multi-get (libmemcached sends one request per
+ * server) into views[1..n] (malloc'd values; NULL data when missing).  Key
+ * i ends in ":" and the number base + i + 1, which finds its slot; the
+ * whole key is then checked.  Returns the multi-get's result: a failure
+ * means some values may be missing because a server failed, not because
+ * memcached lost them. */
+static memcached_return_t mget_views(struct mc_worker *w, const char *const *keys,
+                                     const size_t *lens, size_t n, uint64_t base,
+                                     struct cache_codec_view *views)
 {
     struct mcstore *st = w->store;
-    char *keybuf = malloc((size_t)n * (CACHE_CODEC_KEY_MAX + 1));
-    const char **keys = malloc((size_t)n * sizeof(*keys));
-    size_t *lens = malloc((size_t)n * sizeof(*lens));
-    memcached_return_t rc = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
     memcached_result_st result;
-    bool have_result = false;
-
-    if (!keybuf || !keys || !lens)
-        goto done;
-    for (uint32_t i = 0; i < n; i++) {
-        char *k = keybuf + (size_t)i * (CACHE_CODEC_KEY_MAX + 1);
-        lens[i] = cache_codec_item_key(st->prefix, job->primary, job->plen, job->secondary,
-                                       job->slen, i + 1, k, CACHE_CODEC_KEY_MAX + 1);
-        keys[i] = k;
-        if (skip_server(server_of(w, k, lens[i]))) {
-            *skipped = true;
-            rc = MEMCACHED_TIMEOUT;
-            goto done;
-        }
-    }
-    rc = memcached_mget(w->mc, keys, lens, n);
-    if (!memcached_result_create(w->mc, &result)) {
-        rc = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
-        goto done;
-    }
-    have_result = true;
+    memcached_return_t rc = memcached_mget(w->mc, keys, lens, n);
+    if (!memcached_result_create(w->mc, &result))
+        return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
     /* Drain every answer even after a failure: what is left unread on a
      * connection would be taken for the answer to the next call. */
     memcached_return_t frc;
@@ -461,22 +483,15 @@ static memcached_return_t fetch_chunks(struct mc_worker *w, const struct mc_job 
     while ((r = memcached_fetch_result(w->mc, &result, &frc)) != NULL) {
         const char *k = memcached_result_key_value(r);
         size_t kl = memcached_result_key_length(r);
-        /* Item i's key is item 0's plus ":" i: find i from the suffix, then
-         * check the whole key. */
-        const char *colon = memrchr(k, ':', kl);
-        if (!colon)
+        uint64_t num;
+        if (!key_number(k, kl, &num) || num <= base || num - base > n)
             continue;
-        unsigned long i = 0;
-        const char *d = colon + 1;
-        for (; d < k + kl && *d >= '0' && *d <= '9' && i <= n; d++)
-            i = i * 10 + (unsigned long)(*d - '0');
-        if (d != k + kl || i < 1 || i > n || views[i].data)
-            continue;
-        if (lens[i - 1] != kl || memcmp(keys[i - 1], k, kl) != 0)
+        size_t i = (size_t)(num - base);
+        if (views[i].data || lens[i - 1] != kl || memcmp(keys[i - 1], k, kl) != 0)
             continue;
         size_t vl = memcached_result_length(r);
         if (vl == 0) {
-            views[i].data = ""; /* present but empty: the codec rejects it */
+            views[i].data = ""; /* present but empty: the caller rejects it */
             views[i].len = 0;
             continue;
         }
@@ -492,18 +507,47 @@ static memcached_return_t fetch_chunks(struct mc_worker *w, const struct mc_job 
         memcached_failed(frc))
         rc = frc;
     if (rc == MEMCACHED_TIMEOUT) {
-        /* Skip the servers that did not answer, as timed_out() does. */
+        /* Skip the servers that did not answer, as timed_out() does.  Which
+         * they are is not known: those of the missing values are taken. */
         int64_t until = mono_ms() + (int64_t)st->retry_ms;
-        for (uint32_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++)
             if (!views[i + 1].data)
                 atomic_store_explicit(&server_of(w, keys[i], lens[i])->skip_until_ms, until,
                                       memory_order_relaxed);
         memcached_quit(w->mc);
     }
+    memcached_result_free(&result);
+    return rc;
+}
+
+/* Fetch chunk items 1..n of the job's object with one multi-get into
+ * views[1..n] (see mget_views()).  When a chunk's server is being skipped
+ * nothing is fetched: *skipped is set. */
+static memcached_return_t fetch_chunks(struct mc_worker *w, const struct mc_job *job, uint32_t n,
+                                       struct cache_codec_view *views, bool *skipped)
+{
+    struct mcstore *st = w->store;
+    char *keybuf = malloc((size_t)n * (CACHE_CODEC_KEY_MAX + 1));
+    const char **keys = malloc((size_t)n * sizeof(*keys));
+    size_t *lens = malloc((size_t)n * sizeof(*lens));
+    memcached_return_t rc = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+
+    if (!keybuf || !keys || !lens)
+        goto done;
+    for (uint32_t i = 0; i < n; i++) {
+        char *k = keybuf + (size_t)i * (CACHE_CODEC_KEY_MAX + 1);
+        lens[i] = cache_codec_item_key(st->prefix, job->primary, job->plen, job->secondary,
+                                       job->slen, i + 1, k, CACHE_CODEC_KEY_MAX + 1);
+        keys[i] = k;
+        if (skip_server(server_of(w, k, lens[i]))) {
+            *skipped = true;
+            rc = MEMCACHED_TIMEOUT;
+            goto done;
+        }
+    }
+    rc = mget_views(w, keys, lens, n, 0, views);
 
 done:
-    if (have_result)
-        memcached_result_free(&result);
     free(keybuf);
     free(keys);
     free(lens);
@@ -668,21 +712,28 @@ done:
 
 /* ---- writes ----------------------------------------------------------- */
 
-/* memcached_set one item; counted on its server.  False when it failed. */
-static bool set_item(struct mc_worker *w, const char *key, size_t klen, const void *data,
-                     size_t len, uint32_t expiry)
+/* memcached_set one item; counted on its server.  NULL when stored, else
+ * why it was not. */
+static const char *put_item(struct mc_worker *w, const char *key, size_t klen, const void *data,
+                            size_t len, uint32_t expiry)
 {
     struct mc_server *s = server_of(w, key, klen);
     if (skip_server(s))
-        return false;
+        return SKIPPED;
     memcached_return_t rc = memcached_set(w->mc, key, klen, data, len, (time_t)expiry, 0);
     if (!note_rc(w, s, rc) || !memcached_success(rc)) {
         if (rc_verdict(rc) == RC_ANSWERED) /* answered, yet not stored */
             COUNT(s, errors);
-        return false;
+        return memcached_strerror(w->mc, rc);
     }
     COUNT(s, sets);
-    return true;
+    return NULL;
+}
+
+static bool set_item(struct mc_worker *w, const char *key, size_t klen, const void *data,
+                     size_t len, uint32_t expiry)
+{
+    return put_item(w, key, klen, data, len, expiry) == NULL;
 }
 
 static void run_set(struct mc_worker *w, struct mc_job *job)
@@ -801,6 +852,216 @@ static void run_lock(struct mc_worker *w, struct mc_job *job)
     }
 }
 
+/* ---- purge log -------------------------------------------------------- */
+
+/* The key of purge log entry n, or of the version for n 0. */
+static size_t log_key(const struct mcstore *st, uint64_t n, char *key)
+{
+    int len = n ? snprintf(key, KEYBUF, "%s" LOG_KEY "%" PRIu64, st->prefix, n)
+                : snprintf(key, KEYBUF, "%s" LOG_VERSION_KEY, st->prefix);
+    assert(len > 0 && (size_t)len < KEYBUF);
+    return (size_t)len;
+}
+
+/* The version's value: decimal digits, then the spaces memcached pads an
+ * incr result with when it rewrites a longer value in place. */
+static bool parse_version(const char *v, size_t len, uint64_t *out)
+{
+    size_t i = 0;
+    uint64_t n = 0;
+    for (; i < len && v[i] >= '0' && v[i] <= '9'; i++) {
+        if (n > (UINT64_MAX - (uint64_t)(v[i] - '0')) / 10)
+            return false;
+        n = n * 10 + (uint64_t)(v[i] - '0');
+    }
+    if (i == 0)
+        return false;
+    for (; i < len; i++)
+        if (v[i] != ' ')
+            return false;
+    *out = n;
+    return true;
+}
+
+/* Take the next entry number: incr the version, creating it first when it
+ * does not exist.  NULL with the number in *n, or why it failed. */
+static const char *log_take_number(struct mc_worker *w, uint64_t *n)
+{
+    char key[KEYBUF];
+    size_t klen = log_key(w->store, 0, key);
+    for (int round = 0;; round++) {
+        struct mc_server *s = server_of(w, key, klen);
+        if (skip_server(s))
+            return SKIPPED;
+        uint64_t v = 0; /* libmemcached sets UINT64_MAX when the incr fails */
+        memcached_return_t rc = memcached_increment(w->mc, key, klen, 1, &v);
+        if (rc == MEMCACHED_UNKNOWN_READ_FAILURE) {
+            /* memcached's answer to an incr of a value that is not a number
+             * (binary status DELTA_BADVAL), which libmemcached does not
+             * know: an answer, not a sign the server is down.  The
+             * connection stays in step (the answer is read whole). */
+            COUNT(s, errors);
+            server_mark(w->store, s, true, NULL, w->op_start_ns);
+            return "version is not a decimal number";
+        }
+        if (!note_rc(w, s, rc))
+            return memcached_strerror(w->mc, rc);
+        if (memcached_success(rc)) {
+            COUNT(s, sets);
+            if (v == 0) { /* incr wraps at 2^64: there is no entry 0 */
+                COUNT(s, errors);
+                return "version wrapped";
+            }
+            *n = v;
+            return NULL;
+        }
+        if (rc != MEMCACHED_NOTFOUND) { /* a server error, out of memory, ... */
+            if (rc_verdict(rc) == RC_ANSWERED)
+                COUNT(s, errors);
+            return memcached_strerror(w->mc, rc);
+        }
+        if (round > 0) { /* added, and gone again at once (flush, eviction) */
+            COUNT(s, errors);
+            return "version vanished";
+        }
+        /* The first append ever, or memcached lost the version: create it
+         * as "0", never expiring, and incr again.  When another node adds
+         * it first, this add fails (DATA_EXISTS over the binary protocol,
+         * NOTSTORED over text) and the incr counts on from that node's
+         * value: neither number is taken twice. */
+        s = server_of(w, key, klen);
+        if (skip_server(s))
+            return SKIPPED;
+        rc = memcached_add(w->mc, key, klen, "0", 1, 0, 0);
+        if (!note_rc(w, s, rc))
+            return memcached_strerror(w->mc, rc);
+        if (memcached_success(rc)) {
+            COUNT(s, sets);
+        } else if (rc != MEMCACHED_NOTSTORED && rc != MEMCACHED_DATA_EXISTS) {
+            if (rc_verdict(rc) == RC_ANSWERED)
+                COUNT(s, errors);
+            return memcached_strerror(w->mc, rc);
+        }
+    }
+}
+
+static void run_log_append(struct mc_worker *w, struct mc_job *job)
+{
+    uint64_t n = 0;
+    const char *why = log_take_number(w, &n);
+    if (why) {
+        job->append_cb(job->ctx, false, 0, why);
+        return;
+    }
+    char key[KEYBUF];
+    size_t klen = log_key(w->store, n, key);
+    uint32_t expiry = job->arg > MCSTORE_MAX_EXPIRY_S ? MCSTORE_MAX_EXPIRY_S : (uint32_t)job->arg;
+    why = put_item(w, key, klen, job->primary, job->plen, expiry);
+    job->append_cb(job->ctx, why == NULL, n, why);
+}
+
+static void run_log_version(struct mc_worker *w, struct mc_job *job)
+{
+    char key[KEYBUF];
+    size_t klen = log_key(w->store, 0, key);
+    struct mc_server *s = server_of(w, key, klen);
+    COUNT(s, gets);
+    if (skip_server(s)) {
+        job->version_cb(job->ctx, false, false, 0, SKIPPED);
+        return;
+    }
+    size_t vlen = 0;
+    uint32_t flags = 0;
+    memcached_return_t rc;
+    char *val = memcached_get(w->mc, key, klen, &vlen, &flags, &rc);
+    note_rc(w, s, rc);
+    uint64_t version = 0;
+    bool valid = val && parse_version(val, vlen, &version);
+    free(val);
+    if (!val && rc == MEMCACHED_NOTFOUND) {
+        COUNT(s, misses);
+        job->version_cb(job->ctx, true, false, 0, "not found");
+    } else if (!val && memcached_failed(rc)) {
+        job->version_cb(job->ctx, false, false, 0, memcached_strerror(w->mc, rc));
+    } else if (!valid) { /* also an empty value */
+        COUNT(s, decode_errors);
+        COUNT(s, misses);
+        job->version_cb(job->ctx, true, false, 0, "not a decimal number");
+    } else {
+        COUNT(s, hits);
+        job->version_cb(job->ctx, true, true, version, NULL);
+    }
+}
+
+static void run_log_read(struct mc_worker *w, struct mc_job *job)
+{
+    struct mcstore *st = w->store;
+    uint64_t first = job->arg;
+    size_t n = (size_t)(job->last - first + 1);
+    char *keybuf = malloc(n * KEYBUF);
+    const char **keys = malloc(n * sizeof(*keys));
+    size_t *lens = malloc(n * sizeof(*lens));
+    struct mc_server **srv = malloc(n * sizeof(*srv));
+    struct cache_codec_view *views = calloc(n + 1, sizeof(*views));
+    struct mcstore_log_entry *entries = calloc(n, sizeof(*entries));
+    const char *why = "out of memory";
+
+    if (!keybuf || !keys || !lens || !srv || !views || !entries)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        keys[i] = keybuf + i * KEYBUF;
+        lens[i] = log_key(st, first + i, keybuf + i * KEYBUF);
+        srv[i] = server_of(w, keys[i], lens[i]);
+        COUNT(srv[i], gets);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (skip_server(srv[i])) {
+            why = SKIPPED;
+            goto fail;
+        }
+    }
+    memcached_return_t rc = mget_views(w, keys, lens, n, first - 1, views);
+    if (memcached_failed(rc)) {
+        /* A value missing may be on a server that failed: unknown, so the
+         * whole read fails (counted once, on the first such server). */
+        for (size_t i = 0; i < n; i++) {
+            if (views[i + 1].data)
+                continue;
+            COUNT(srv[i], errors);
+            if (rc == MEMCACHED_TIMEOUT)
+                COUNT(srv[i], timeouts);
+            why = memcached_strerror(w->mc, rc);
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct cache_codec_view *v = &views[i + 1];
+        entries[i].n = first + i;
+        if (v->data && v->len > 0 && v->len <= MCSTORE_LOG_RECORD_MAX) {
+            entries[i].found = true;
+            entries[i].data = v->data;
+            entries[i].len = v->len;
+            COUNT(srv[i], hits);
+            continue;
+        }
+        if (v->data) /* empty or too large: not a record this store wrote */
+            COUNT(srv[i], decode_errors);
+        COUNT(srv[i], misses);
+    }
+    job->read_cb(job->ctx, true, entries, n, NULL);
+    goto done;
+
+fail:
+    job->read_cb(job->ctx, false, NULL, 0, why);
+done:
+    free_views(views, n + 1);
+    free(entries);
+    free(srv);
+    free(lens);
+    free(keys);
+    free(keybuf);
+}
+
 /* ---- jobs and queue --------------------------------------------------- */
 
 static struct mc_job *job_new(enum mc_job_kind kind, const char *primary, size_t plen,
@@ -832,16 +1093,35 @@ static void job_free(struct mc_job *job)
 
 static int job_queue(const struct mc_job *job)
 {
-    return job->kind == JOB_GET || job->kind == JOB_LOCK ? Q_READ : Q_WRITE;
+    switch (job->kind) {
+    case JOB_GET:
+    case JOB_LOCK:
+    case JOB_LOG_APPEND: /* small and rare, and someone waits for it */
+    case JOB_LOG_VERSION:
+    case JOB_LOG_READ:
+        return Q_READ;
+    case JOB_SET:
+    case JOB_DELETE:
+    case JOB_UNLOCK:
+        break;
+    }
+    return Q_WRITE;
 }
 
-/* Count a job refused for a full queue on the server its item 0 maps to
- * with every server up, then free it. */
+/* Count a job refused for a full queue on the server its item 0 (a log
+ * job: the version, or entry first) maps to with every server up, then
+ * free it. */
 static void job_drop(struct mcstore *st, struct mc_job *job)
 {
     char key[KEYBUF];
-    size_t klen = cache_codec_item_key(st->prefix, job->primary, job->plen, job->secondary,
-                                       job->slen, 0, key, sizeof(key));
+    size_t klen;
+    if (job->kind == JOB_LOG_APPEND || job->kind == JOB_LOG_VERSION)
+        klen = log_key(st, 0, key);
+    else if (job->kind == JOB_LOG_READ)
+        klen = log_key(st, job->arg, key);
+    else
+        klen = cache_codec_item_key(st->prefix, job->primary, job->plen, job->secondary, job->slen,
+                                    0, key, sizeof(key));
     uint32_t i = memcached_generate_hash(st->hasher, key, klen);
     struct mc_server *s = &st->servers[i < st->nservers ? i : 0];
     if (job_queue(job) == Q_READ)
@@ -908,6 +1188,15 @@ static void job_run(struct mc_worker *w, struct mc_job *job)
     case JOB_UNLOCK:
         run_unlock(w, job);
         break;
+    case JOB_LOG_APPEND:
+        run_log_append(w, job);
+        break;
+    case JOB_LOG_VERSION:
+        run_log_version(w, job);
+        break;
+    case JOB_LOG_READ:
+        run_log_read(w, job);
+        break;
     }
 }
 
@@ -919,6 +1208,12 @@ static void job_cancel(struct mc_job *job)
         job->get_cb(job->ctx, &res);
     } else if (job->kind == JOB_LOCK) {
         job->lock_cb(job->ctx, true, "shutdown");
+    } else if (job->kind == JOB_LOG_APPEND) {
+        job->append_cb(job->ctx, false, 0, "shutdown");
+    } else if (job->kind == JOB_LOG_VERSION) {
+        job->version_cb(job->ctx, false, false, 0, "shutdown");
+    } else if (job->kind == JOB_LOG_READ) {
+        job->read_cb(job->ctx, false, NULL, 0, "shutdown");
     }
 }
 
@@ -1092,6 +1387,49 @@ bool mcstore_unlock(struct mcstore *store, const char *primary, size_t plen)
     assert(plen > 0);
     struct mc_job *job = job_new(JOB_UNLOCK, primary, plen, NULL, 0);
     return job && job_submit(store, job);
+}
+
+bool mcstore_log_append(struct mcstore *st, const void *record, size_t len, uint32_t expiry_s,
+                        mcstore_log_append_cb *cb, void *ctx)
+{
+    assert(cb);
+    if (len < 1 || len > MCSTORE_LOG_RECORD_MAX)
+        return false;
+    /* The record rides in the job's key space, as its "primary". */
+    struct mc_job *job = job_new(JOB_LOG_APPEND, record, len, NULL, 0);
+    if (!job)
+        return false;
+    job->arg = expiry_s;
+    job->append_cb = cb;
+    job->ctx = ctx;
+    return job_submit(st, job);
+}
+
+bool mcstore_log_version(struct mcstore *st, mcstore_log_version_cb *cb, void *ctx)
+{
+    assert(cb);
+    struct mc_job *job = job_new(JOB_LOG_VERSION, "", 0, NULL, 0);
+    if (!job)
+        return false;
+    job->version_cb = cb;
+    job->ctx = ctx;
+    return job_submit(st, job);
+}
+
+bool mcstore_log_read(struct mcstore *st, uint64_t first, uint64_t last, mcstore_log_read_cb *cb,
+                      void *ctx)
+{
+    assert(cb);
+    if (first < 1 || last < first || last - first >= MCSTORE_LOG_READ_MAX)
+        return false;
+    struct mc_job *job = job_new(JOB_LOG_READ, "", 0, NULL, 0);
+    if (!job)
+        return false;
+    job->arg = first;
+    job->last = last;
+    job->read_cb = cb;
+    job->ctx = ctx;
+    return job_submit(st, job);
 }
 
 void mcstore_stats(struct mcstore *store, struct mcstore_server_stats *out, size_t max, size_t *n)

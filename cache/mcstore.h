@@ -11,8 +11,8 @@
  *
  * Queues are bounded (queue_max jobs of each class): when full, a lookup or
  * lock call returns false (the caller treats it as a miss, or fetches
- * itself) and a write is dropped and counted.  Lookups and locks go ahead
- * of writes, so a burst of writes never delays a lookup.
+ * itself) and a write is dropped and counted.  Lookups, locks and purge
+ * log calls go ahead of writes, so a burst of writes never delays a lookup.
  *
  * Items: an object is encoded by cache/codec.h into item 0 and chunk items,
  * stored under cache_codec_item_key(prefix, primary, secondary, index).  An
@@ -192,6 +192,101 @@ bool mcstore_lock(struct mcstore *store, const char *primary, size_t plen, uint6
  * Fire and forget; false when dropped because the write queue is full. */
 bool mcstore_unlock(struct mcstore *store, const char *primary, size_t plen);
 
+/* ---- purge log (issue 8) ----------------------------------------------
+ *
+ * A log shared by every node, so that a purge given to one node reaches the
+ * others: a version counter under "<prefix>purgelog:v" (a decimal number,
+ * kept by memcached incr; it never expires) and numbered entries under
+ * "<prefix>purgelog:<n>" (n >= 1, decimal; each holds one record, raw
+ * bytes the caller encodes).  A node appends the purges it is given; the
+ * others poll the version and read the entries past the last one they saw.
+ * The items are spread over the servers by the same hashing as every other
+ * key and follow the same server states: a down server is left out (its
+ * log items map to the others), a skipped one fails at once.
+ *
+ * What a reader must expect (memcached is a cache, not a database):
+ * - Holes: an append that fails after taking its number (the entry write
+ *   failed or timed out, or the node died in between), or an entry evicted
+ *   or expired, leaves entry n missing: it reads found=false.
+ * - Resets: memcached may lose the version (restart, eviction, its server
+ *   left out of the ring): it then reads not found, and the next append
+ *   starts again from 1, overwriting old entries.  A version below the last
+ *   one seen means the log was reset.
+ * - Order: numbers are unique and increase, but append n+1 may be readable
+ *   before append n (two nodes appending at once).
+ */
+
+/* Largest record of one entry: purges are small; this keeps an entry far
+ * below memcached's item size limit. */
+#define MCSTORE_LOG_RECORD_MAX ((size_t)64 * 1024)
+/* Most entries one mcstore_log_read() fetches (one multi-get per server). */
+#define MCSTORE_LOG_READ_MAX 256
+
+/* Append completion: ok is true when entry n holds the record.  When
+ * ok is false, why says which step failed ("TIMEOUT", "SERVER ERROR",
+ * "skipped after a timeout", "shutdown", ...) and n is the number the
+ * append took, now a hole, or 0 when it took none.  why is NULL when ok.
+ * Called exactly once per accepted call, on an I/O thread (or on
+ * mcstore_free()'s thread, with "shutdown", for a job it drops). */
+typedef void mcstore_log_append_cb(void *ctx, bool ok, uint64_t n, const char *why);
+
+/* mcstore_log_append: append record (len bytes, 1..MCSTORE_LOG_RECORD_MAX;
+ * copied) to the purge log: on an I/O thread, incr the version by 1
+ * (creating it as "0" with add when it does not exist; when another node
+ * adds it first, its value is used), then set entry n, the new version, to
+ * the record with flags 0 and expiry expiry_s seconds (0: never; more than
+ * MCSTORE_MAX_EXPIRY_S counts as that).  True when queued (on the lookup
+ * queue: someone waits for the answer): cb follows, exactly once.  False,
+ * and cb is never called, when len is out of range, the lookup queue is
+ * full (counted) or memory runs out. */
+bool mcstore_log_append(struct mcstore *st, const void *record, size_t len, uint32_t expiry_s,
+                        mcstore_log_append_cb *cb, void *ctx);
+
+/* Version completion: ok is false when memcached failed (down, timeout,
+ * shutdown; why says so).  When ok, found is false if the version does not
+ * exist (never written, or lost: see Resets above) or holds something else
+ * than a decimal number (a counted decode error), and version is its value
+ * when found (0 otherwise).  why is NULL when found, else a short reason
+ * ("not found", "not a decimal number", "TIMEOUT", "shutdown", ...).
+ * Called exactly once per accepted call, on an I/O thread (or on
+ * mcstore_free()'s thread for a job it drops). */
+typedef void mcstore_log_version_cb(void *ctx, bool ok, bool found, uint64_t version,
+                                    const char *why);
+
+/* mcstore_log_version: read the purge log's version.  True when queued (on
+ * the lookup queue): cb follows, exactly once.  False when the lookup queue
+ * is full (counted) or memory runs out: cb is never called. */
+bool mcstore_log_version(struct mcstore *st, mcstore_log_version_cb *cb, void *ctx);
+
+/* One entry read: data/len are its record when found (valid during the
+ * callback only; the callee copies what it keeps).  found is false when
+ * the entry does not exist (a hole, or not written yet) or is not a record
+ * this store writes (empty or too large: a counted decode error). */
+struct mcstore_log_entry {
+    uint64_t n;
+    bool found;
+    const void *data; /* NULL when not found */
+    size_t len;
+};
+
+/* Read completion: when ok, entries[0..count-1] are entries first..last in
+ * order and why is NULL; the array and the records are the store's, valid
+ * during the callback only.  When memcached failed (down, timeout, skipped,
+ * shutdown) ok is false, entries NULL, count 0 and why says what went
+ * wrong: an entry on a failed server is unknown, not missing.  Called
+ * exactly once per accepted call, on an I/O thread (or on mcstore_free()'s
+ * thread for a job it drops). */
+typedef void mcstore_log_read_cb(void *ctx, bool ok, const struct mcstore_log_entry *entries,
+                                 size_t count, const char *why);
+
+/* mcstore_log_read: fetch entries first..last (1 <= first <= last, at most
+ * MCSTORE_LOG_READ_MAX of them) with one multi-get per server.  True when
+ * queued (on the lookup queue): cb follows, exactly once.  False, and cb is
+ * never called, when the range is invalid, the lookup queue is full
+ * (counted) or memory runs out. */
+bool mcstore_log_read(struct mcstore *st, uint64_t first, uint64_t last, mcstore_log_read_cb *cb,
+                      void *ctx);
+
 /* mcstore_item_expiry: the memcached expiry, in seconds from now, of obj's
  * items: the time left until its age passes lifetime plus the longer of
  * its stale windows (stale-while-revalidate, stale-if-error: one is used at
@@ -204,22 +299,26 @@ uint32_t mcstore_item_expiry(const struct cache_object *obj, int64_t now_ms, uin
  * the same list.  Lookups, hits, misses and decode errors are counted on the
  * server of the lookup's item 0; item writes and deletes on each item's
  * server; jobs dropped for a full queue on the server their item 0 maps to
- * when every server is up. */
+ * when every server is up.  Purge log items count like items: a version
+ * read or an entry read is a get (found: a hit; not found or not valid: a
+ * miss), a version incr or add and an entry write are sets, each on the
+ * item's own server; a dropped log job counts on the version's server (an
+ * append or a version read) or on entry first's (a read). */
 #define MCSTORE_SERVER_COUNTERS(X)                                                                 \
-    X(gets, "lookups sent (item 0)")                                                               \
-    X(hits, "lookups that found an object")                                                        \
+    X(gets, "lookups sent (item 0; purge log version and entries)")                                \
+    X(hits, "lookups that found an object (or a purge log item)")                                  \
     X(vary_hits, "lookups that found a Vary index")                                                \
     X(misses, "lookups that found nothing usable (not found, chunk missing, bad value, expired)")  \
     X(missing_chunks, "chunked objects found with a chunk item missing (also misses)")             \
     X(decode_errors, "values that were not a valid item of their key (also misses)")               \
-    X(sets, "items written")                                                                       \
+    X(sets, "items written (purge log: entries, version incr and add)")                            \
     X(deletes, "items deleted (objects, Vary indexes, locks)")                                     \
     X(locks, "lock attempts")                                                                      \
     X(locks_busy, "lock attempts that found the lock held")                                        \
     X(errors, "calls that failed (connection, timeout, server error)")                             \
     X(timeouts, "failed calls that timed out (also errors)")                                       \
     X(dropped_writes, "writes dropped because the write queue was full")                           \
-    X(dropped_reads, "lookups and locks refused because the lookup queue was full")
+    X(dropped_reads, "lookups, locks and purge log calls refused: the lookup queue was full")
 
 struct mcstore_server_stats {
     char name[300]; /* "host:port", IPv6 in brackets */

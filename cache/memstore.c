@@ -88,6 +88,7 @@ static cache_store_lookup_f memstore_lookup;
 static cache_store_insert_f memstore_insert;
 static cache_store_remove_f memstore_remove;
 static cache_store_purge_all_f memstore_purge_all;
+static cache_store_sweep_f memstore_sweep;
 static cache_store_stats_f memstore_stats;
 static cache_store_destroy_f memstore_destroy;
 
@@ -97,6 +98,7 @@ static const struct cache_store_ops memstore_ops = {
     .insert = memstore_insert,
     .remove = memstore_remove,
     .purge_all = memstore_purge_all,
+    .sweep = memstore_sweep,
     .stats = memstore_stats,
     .destroy = memstore_destroy,
 };
@@ -387,6 +389,37 @@ static void memstore_purge_all(struct cache_store *store)
         pthread_mutex_unlock(&sh->lock);
         graveyard_release(graveyard);
     }
+}
+
+static size_t memstore_sweep(struct cache_store *store, cache_store_judge_f *judge, void *ctx,
+                             int64_t *oldest_ms)
+{
+    struct memstore *ms = memstore_of(store);
+    int64_t oldest = INT64_MAX;
+    size_t n = 0;
+
+    for (unsigned i = 0; i < ms->nshards; i++) {
+        struct ms_shard *sh = &ms->shards[i];
+        struct ms_entry *graveyard = NULL;
+        pthread_mutex_lock(&sh->lock);
+        struct ms_entry *e = sh->lru_oldest;
+        while (e) {
+            struct ms_entry *next = e->lru_newer;
+            if (judge(ctx, e->obj)) {
+                entry_unlink(sh, e, &graveyard);
+                sh->removed++;
+                n++;
+            } else if (e->obj->stored_at < oldest) {
+                oldest = e->obj->stored_at;
+            }
+            e = next;
+        }
+        pthread_mutex_unlock(&sh->lock);
+        graveyard_release(graveyard);
+    }
+    if (oldest_ms)
+        *oldest_ms = oldest;
+    return n;
 }
 
 static void memstore_stats(struct cache_store *store, struct cache_store_stats *out)

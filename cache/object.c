@@ -273,6 +273,8 @@ struct cache_object *cache_object_builder_finish(struct cache_object_builder **b
     copy_meta(&m, &b->meta, tags, &p);
 
     atomic_init(&obj->refs, 1);
+    atomic_init(&obj->ban_seen, 0);
+    atomic_init(&obj->ban_soft, false);
     obj->primary_key = m.primary_key;
     obj->primary_len = m.primary_len;
     obj->primary_hash = m.primary_hash;

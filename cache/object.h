@@ -4,7 +4,8 @@
  * An object is built while the response streams from the upstream, through a
  * builder (cache_object_builder_*), and becomes visible only when the builder
  * finishes: nothing partial is ever stored.  From cache_object_builder_finish()
- * on, every field below is immutable except the reference count, so any
+ * on, every field below is immutable except the reference count and the
+ * ban marks (atomics, see cache/ban.h), so any
  * thread holding a reference may read the fields directly, without a lock.
  *
  * Memory: the struct, its keys, Vary, validators, tags and the response head
@@ -43,7 +44,11 @@ struct cache_object_tag {
 };
 
 struct cache_object {
-    atomic_uint refs; /* the only mutable field */
+    /* The mutable fields: the reference count, and what cache/ban.c
+     * remembers of the bans this object was checked against. */
+    atomic_uint refs;
+    _Atomic uint64_t ban_seen; /* id of the newest ban checked, 0: none */
+    atomic_bool ban_soft;      /* a soft ban matched: serve only as stale */
 
     /* Keys.  The primary key is never empty; the secondary key is the
      * request's Vary values as the key module encodes them, empty when the

@@ -79,6 +79,16 @@ typedef size_t cache_store_remove_f(struct cache_store *store, const char *key, 
 /* purge_all: drop every object. */
 typedef void cache_store_purge_all_f(struct cache_store *store);
 
+/* Judges an object during a sweep: true drops it.  Called under the
+ * store's lock: quick, no calls into the store, must not keep obj. */
+typedef bool cache_store_judge_f(void *ctx, struct cache_object *obj);
+
+/* sweep: call judge() on every object and drop those it returns true for;
+ * returns how many went.  *oldest_ms (when not NULL) gets the smallest
+ * stored_at among the objects kept, INT64_MAX when none is left. */
+typedef size_t cache_store_sweep_f(struct cache_store *store, cache_store_judge_f *judge, void *ctx,
+                                   int64_t *oldest_ms);
+
 /* stats: fill *out with the store's counters. */
 typedef void cache_store_stats_f(struct cache_store *store, struct cache_store_stats *out);
 
@@ -92,6 +102,7 @@ struct cache_store_ops {
     cache_store_insert_f *insert;
     cache_store_remove_f *remove;
     cache_store_purge_all_f *purge_all;
+    cache_store_sweep_f *sweep;
     cache_store_stats_f *stats;
     cache_store_destroy_f *destroy;
 };
@@ -123,6 +134,12 @@ static inline size_t cache_store_remove(struct cache_store *store, const char *k
 static inline void cache_store_purge_all(struct cache_store *store)
 {
     store->ops->purge_all(store);
+}
+
+static inline size_t cache_store_sweep(struct cache_store *store, cache_store_judge_f *judge,
+                                       void *ctx, int64_t *oldest_ms)
+{
+    return store->ops->sweep(store, judge, ctx, oldest_ms);
 }
 
 static inline void cache_store_stats(struct cache_store *store, struct cache_store_stats *out)

@@ -6,15 +6,17 @@
  * checks its context, argument count, block and repetition, and calls its
  * handler, which checks and stores the value.  The main-context, limits and
  * log handlers live here; backend and route blocks, the cache directives
- * (config/cache.c), the memcached block (config/memcached.c) and the
- * compress blocks (config/compress.c) have their own files.
- * Route backends, store tiers and inherited compress settings are resolved
- * at the end, so a route may name a backend defined after it, and the
- * memcached and top-level compress blocks may come after the routes that
- * use them.  The config copies every string it keeps, file names
- * included, so the tree is freed before config_load() returns.  On any error
- * the half-built config is freed with config_release(): every allocation is
- * owned by the config as soon as it is made.
+ * (config/cache.c), the memcached block (config/memcached.c), the
+ * compress blocks (config/compress.c) and the admin block (config/admin.c)
+ * have their own files.
+ * Route backends, store tiers, inherited compress settings and the admin
+ * listener's clash with `listen` are checked at the end, so a route may name
+ * a backend defined after it, and the memcached, top-level compress and
+ * admin blocks may come before or after what they relate to.  The config
+ * copies every string it keeps, file names included, so the tree is freed
+ * before config_load() returns.  On any error the half-built config is
+ * freed with config_release(): every allocation is owned by the config as
+ * soon as it is made.
  *
  * A loaded config is immutable and shared by reference count; the count is
  * the only thing that changes after loading, atomically.
@@ -323,8 +325,7 @@ static bool listen_error(struct config_loader *ld, const struct conf_arg *a)
                         a->text);
 }
 
-static bool parse_listen(struct config_loader *ld, const struct conf_arg *a,
-                         struct config_listen *l)
+bool loader_listen(struct config_loader *ld, const struct conf_arg *a, struct config_listen *l)
 {
     struct loader_hostport hp;
     char host[64];
@@ -372,7 +373,7 @@ bool config_main_listen(struct config_loader *ld, const struct conf_directive *d
     struct config *cfg = obj;
     struct config_listen l = {0};
 
-    if (!parse_listen(ld, &d->args[0], &l))
+    if (!loader_listen(ld, &d->args[0], &l))
         return false;
     for (size_t i = 0; i < cfg->nlistens; i++) {
         const struct config_pos *p = &cfg->listens[i].pos;
@@ -552,18 +553,15 @@ static const char *base_dir(struct config_loader *ld)
     return ld->base_dir;
 }
 
-/* *OUT = the log path argument A, made absolute against the main file's
- * directory.  The old *OUT is freed. */
-static bool log_path(struct config_loader *ld, const struct conf_arg *a, char **out)
+bool loader_path(struct config_loader *ld, const struct conf_arg *a, char **out)
 {
     const char *rel = a->text;
     const char *dir;
     char *path;
     size_t need;
 
-    if (a->len == 0)
-        return loader_error(ld, &a->pos, "empty log path");
-    if (rel[0] == '/' || strcmp(rel, "stderr") == 0) {
+    assert(a->len > 0);
+    if (rel[0] == '/') {
         path = strdup(rel);
     } else {
         dir = base_dir(ld);
@@ -579,6 +577,25 @@ static bool log_path(struct config_loader *ld, const struct conf_arg *a, char **
     }
     if (!path)
         return loader_oom(ld, &a->pos);
+    *out = path;
+    return true;
+}
+
+/* *OUT = the log path argument A (or "stderr"), made absolute against the
+ * main file's directory.  The old *OUT is freed. */
+static bool log_path(struct config_loader *ld, const struct conf_arg *a, char **out)
+{
+    char *path = NULL;
+
+    if (a->len == 0)
+        return loader_error(ld, &a->pos, "empty log path");
+    if (strcmp(a->text, "stderr") == 0) {
+        path = strdup(a->text);
+        if (!path)
+            return loader_oom(ld, &a->pos);
+    } else if (!loader_path(ld, a, &path)) {
+        return false;
+    }
     free(*out);
     *out = path;
     return true;
@@ -641,6 +658,8 @@ const char *log_level_name(enum log_level level)
 
 static void free_config(struct config *cfg)
 {
+    if (cfg->stats_free)
+        cfg->stats_free(cfg->stats);
     for (size_t i = 0; i < cfg->nbackends; i++) {
         free(cfg->backends[i].name);
         free(cfg->backends[i].servers);
@@ -659,6 +678,7 @@ static void free_config(struct config *cfg)
     free(cfg->log.error_path);
     config_memcached_clear(&cfg->memcached);
     config_compress_clear(&cfg->compress);
+    config_admin_clear(&cfg->admin);
     for (size_t i = 0; i < cfg->nfiles; i++)
         free(cfg->files[i]);
     free(cfg->files);
@@ -725,7 +745,8 @@ static struct config *new_config(const struct conf_tree *tree, const char *path)
     cfg->log.error_path = strdup("stderr");
     cfg->files = calloc(tree->nfiles, sizeof *cfg->files);
     if (!cfg->path || !cfg->log.error_path || !cfg->files ||
-        !config_memcached_init(&cfg->memcached) || !config_compress_init(&cfg->compress))
+        !config_memcached_init(&cfg->memcached) || !config_compress_init(&cfg->compress) ||
+        !config_admin_init(&cfg->admin))
         goto fail;
     for (; cfg->nfiles < tree->nfiles; cfg->nfiles++) {
         cfg->files[cfg->nfiles] = strdup(tree->files[cfg->nfiles]);
@@ -756,7 +777,7 @@ static struct config *load_tree(const struct conf_tree *tree, const char *path, 
         goto fail;
     }
     if (!config_routes_resolve(&ld) || !config_cache_stores_resolve(&ld) ||
-        !config_compress_resolve(&ld))
+        !config_compress_resolve(&ld) || !config_admin_resolve(&ld))
         goto fail;
     free(ld.routes_pending);
     free(ld.base_dir);

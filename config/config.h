@@ -179,10 +179,11 @@ struct config_compress {
     uint64_t min_length;                  /* `min_length SIZE;` default 1k */
     struct config_compress_coding brotli; /* default on, level 4, cached 7 */
     struct config_compress_coding gzip;   /* default on, level 6, cached 9 */
-    struct config_compress_coding zstd;   /* default on, level 3, cached 8 (higher levels take tens of MiB while compressing) */
-    bool upstream_gzip;                   /* `upstream_gzip on|off;` default off: the upstream
-                                           * request's Accept-Encoding is replaced by "gzip"
-                                           * (on) or removed (off) */
+    struct config_compress_coding
+        zstd; /* default on, level 3, cached 8 (higher levels take tens of MiB while compressing) */
+    bool upstream_gzip; /* `upstream_gzip on|off;` default off: the upstream
+                         * request's Accept-Encoding is replaced by "gzip"
+                         * (on) or removed (off) */
 };
 
 /* `route MATCH { backend NAME; host NAME; }` */
@@ -267,6 +268,34 @@ struct config_memcached {
     unsigned queue_max;        /* `queue_max N;` default 4096, 16..1000000: jobs waiting
                                 * for the I/O threads; when full, writes are dropped
                                 * (counted), never queued without limit */
+    uint64_t purge_sync_ms;    /* `purge_sync DUR;` default 1s, 10ms..1h: how often a node
+                                * polls the shared purge log (issue 8) */
+};
+
+/* One `allow CIDR;` of the admin block: addr/prefix, IPv4 or IPv6. */
+struct config_cidr {
+    int family;             /* AF_INET or AF_INET6 */
+    unsigned char addr[16]; /* network byte order; 4 bytes used for AF_INET */
+    unsigned prefix;        /* 0..32 or 0..128 */
+    struct config_pos pos;
+};
+
+/* `admin { listen ADDR:PORT; token_file PATH; token off; allow CIDR...; }`:
+ * the admin listener (purge, stats, metrics, health).  Absent: no admin
+ * listener.  listen.pos is the `listen` directive's, or the `admin` block's
+ * when the default applies; the default allow entries have no file
+ * (pos.file NULL).  Its defaults are set whether or not the block is given. */
+struct config_admin {
+    bool enabled;                /* the block is given */
+    struct config_listen listen; /* default 127.0.0.1:8081 */
+    char *token_file;            /* as resolved (relative to the main file's directory);
+                                  * NULL when not given */
+    char *token;                 /* the file's content without trailing whitespace, read at
+                                  * load time (1..4096 bytes, printable ASCII, no spaces);
+                                  * NULL with `token off;` */
+    bool token_off;              /* `token off;`: only allowed when listen is loopback */
+    struct config_cidr *allow;   /* clients allowed; default 127.0.0.0/8 and ::1/128 */
+    size_t nallow;
 };
 
 struct config {
@@ -289,9 +318,17 @@ struct config {
     uint64_t cache_memory;             /* `cache { memory SIZE; }` default 256m: the memory store's
                                         * bound, headers, bodies and bookkeeping counted */
     struct config_memcached memcached; /* `memcached { ... }` */
+    struct config_admin admin;         /* `admin { ... }` */
     struct config_compress compress;   /* top-level `compress { ... }`, defaults without it:
                                         * what routes without their own block copy.  The
                                         * data path reads route->compress, never this */
+
+    /* Runtime counters that live as long as this config (proxy/stats.h):
+     * set once by stats_config_attach(), freed by the config's last
+     * release through stats_free. */
+    void *stats;
+    unsigned stats_workers;
+    void (*stats_free)(void *stats);
 
     /* The file names the config was read from (main file and includes);
      * config_pos.file points into these. */
@@ -325,6 +362,18 @@ void config_release(struct config **cfgp);
 
 /* config_backend_find: the backend called NAME, or NULL. */
 struct config_backend *config_backend_find(const struct config *cfg, const char *name);
+
+/* config_cidr_match: whether the address SA (AF_INET or AF_INET6; any other
+ * family never matches) lies in one of the N networks CIDRS.  An IPv4-mapped
+ * IPv6 address (::ffff:a.b.c.d, what a dual-stack socket reports for an IPv4
+ * client) is also matched, as a.b.c.d, against the IPv4 networks.  Pure;
+ * thread-safe (config/admin.c). */
+bool config_cidr_match(const struct config_cidr *cidrs, size_t n, const struct sockaddr *sa);
+
+/* config_addr_is_loopback: whether SA is a loopback address: 127.0.0.0/8,
+ * ::1, or 127.0.0.0/8 mapped into IPv6 (::ffff:127.a.b.c).  False for the
+ * wildcard addresses and for other families.  Pure; thread-safe. */
+bool config_addr_is_loopback(const struct sockaddr *sa);
 
 /* log_level_name: "error", "warn", "info", "debug". */
 const char *log_level_name(enum log_level level);

@@ -17,8 +17,8 @@
 #define TESSERA_CONFIG_DIRECTIVES_H
 
 /* The most arguments one list directive (`query only ...`, `header ...`,
- * `cookie ...`) takes: the table needs a maximum.  Not a limit on the list
- * itself, since `header` and `cookie` may repeat. */
+ * `cookie ...`, `allow ...`) takes: the table needs a maximum.  Not a limit
+ * on the list itself, since `header`, `cookie` and `allow` may repeat. */
 #define CONFIG_LIST_MAX 64
 
 /* `brotli|gzip|zstd on|off [level=N];` takes one argument more than it has
@@ -36,7 +36,8 @@
     X(CACHE, "cache")                                                                              \
     X(KEY, "key")                                                                                  \
     X(MEMCACHED, "memcached")                                                                      \
-    X(COMPRESS, "compress")
+    X(COMPRESS, "compress")                                                                        \
+    X(ADMIN, "admin")
 
 #define CONFIG_DIRECTIVES(X)                                                                       \
     X(MAIN, "listen", 1, 1, VALUE, MANY, config_main_listen)                                       \
@@ -49,6 +50,7 @@
     X(MAIN, "cache", 0, 0, BLOCK, ONCE, config_main_cache)                                         \
     X(MAIN, "memcached", 0, 0, BLOCK, ONCE, config_main_memcached)                                 \
     X(MAIN, "compress", 0, 0, BLOCK, ONCE, config_main_compress)                                   \
+    X(MAIN, "admin", 0, 0, BLOCK, ONCE, config_main_admin)                                         \
     X(BACKEND, "server", 1, 4, VALUE, MANY, config_backend_server)                                 \
     X(BACKEND, "connect_timeout", 1, 1, VALUE, ONCE, config_backend_connect_timeout)               \
     X(BACKEND, "read_timeout", 1, 1, VALUE, ONCE, config_backend_read_timeout)                     \
@@ -100,6 +102,7 @@
     X(MEMCACHED, "item_size", 1, 1, VALUE, ONCE, config_memcached_item_size)                       \
     X(MEMCACHED, "ttl_slack", 1, 1, VALUE, ONCE, config_memcached_ttl_slack)                       \
     X(MEMCACHED, "queue_max", 1, 1, VALUE, ONCE, config_memcached_queue_max)                       \
+    X(MEMCACHED, "purge_sync", 1, 1, VALUE, ONCE, config_memcached_purge_sync)                     \
     X(COMPRESS, "on", 0, 0, VALUE, ONCE, config_compress_on)                                       \
     X(COMPRESS, "off", 0, 0, VALUE, ONCE, config_compress_off)                                     \
     X(COMPRESS, "types", 1, CONFIG_LIST_MAX, VALUE, MANY, config_compress_types)                   \
@@ -108,6 +111,10 @@
     X(COMPRESS, "gzip", 1, CODING_ARGS_MAX, VALUE, ONCE, config_compress_gzip)                     \
     X(COMPRESS, "zstd", 1, CODING_ARGS_MAX, VALUE, ONCE, config_compress_zstd)                     \
     X(COMPRESS, "cached_level", 1, 3, VALUE, ONCE, config_compress_cached_level)                   \
-    X(COMPRESS, "upstream_gzip", 1, 1, VALUE, ONCE, config_compress_upstream_gzip)
+    X(COMPRESS, "upstream_gzip", 1, 1, VALUE, ONCE, config_compress_upstream_gzip)                 \
+    X(ADMIN, "listen", 1, 1, VALUE, ONCE, config_admin_listen)                                     \
+    X(ADMIN, "token_file", 1, 1, VALUE, ONCE, config_admin_token_file)                             \
+    X(ADMIN, "token", 1, 1, VALUE, ONCE, config_admin_token)                                       \
+    X(ADMIN, "allow", 1, CONFIG_LIST_MAX, VALUE, MANY, config_admin_allow)
 
 #endif

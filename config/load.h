@@ -7,7 +7,7 @@
  * config/route.c hold the handlers for those blocks, config/cache.c the
  * cache policy of a route and the top-level `cache` block, config/memcached.c
  * the `memcached` block, config/compress.c the `compress` blocks (top level
- * and route).  Every handler either
+ * and route), config/admin.c the `admin` block.  Every handler either
  * stores its value and returns true, or writes one error line through
  * loader_error() and returns false; whatever it allocated is already owned
  * by the config being built, so the caller frees all of it in one place.
@@ -63,8 +63,9 @@ struct config_route_build {
 /* A directive handler.  OBJ is the context's struct: struct config (main
  * and cache), struct config_backend, struct config_route_build, struct
  * config_limits, struct config_log, struct config_cache_policy (key),
- * struct config_memcached or, for the compress context, config/compress.c's
- * own struct compress_build. */
+ * struct config_memcached or, for the compress and admin contexts,
+ * config/compress.c's own struct compress_build and config/admin.c's own
+ * struct admin_build. */
 typedef bool config_handler_fn(struct config_loader *ld, const struct conf_directive *d, void *obj);
 
 #define CONFIG_HANDLER_DECL(ctx, name, min, max, shape, repeat, fn) config_handler_fn fn;
@@ -107,6 +108,17 @@ bool loader_size(struct config_loader *ld, const struct conf_arg *a, const char 
 
 /* loader_on_off: A as `on` (true) or `off` (false) for directive WHAT. */
 bool loader_on_off(struct config_loader *ld, const struct conf_arg *a, const char *what, bool *out);
+
+/* loader_listen: A, "IPV4:PORT", "[IPV6]:PORT" or "*:PORT", into L (a
+ * zeroed struct): address, length and text; L->pos is left to the caller.
+ * The syntax of `listen` (config/config.c), shared by the admin block. */
+bool loader_listen(struct config_loader *ld, const struct conf_arg *a, struct config_listen *l);
+
+/* loader_path: *OUT = the path argument A (not empty) made absolute against
+ * the directory of the main config file: a new string the caller owns (the
+ * old *OUT is not freed).  False, with an error at A, when the current
+ * directory cannot be read or out of memory. */
+bool loader_path(struct config_loader *ld, const struct conf_arg *a, char **out);
 
 /* A "HOST:PORT" or "[IPV6]:PORT" argument split in place (no copies). */
 struct loader_hostport {
@@ -154,6 +166,20 @@ bool config_compress_init(struct config_compress *c);
 /* config_compress_clear: free what C owns and zero it.  Safe on a zeroed
  * or half-built C. */
 void config_compress_clear(struct config_compress *c);
+
+/* config_admin_init: the defaults of config.h in A (a zeroed struct): listen
+ * 127.0.0.1:8081, allow 127.0.0.0/8 and ::1/128, no token, not enabled.
+ * False when out of memory, A then safe to clear (config/admin.c). */
+bool config_admin_init(struct config_admin *a);
+
+/* config_admin_clear: wipe the token (explicit_bzero), free what A owns and
+ * zero it.  Safe on a zeroed or half-built A. */
+void config_admin_clear(struct config_admin *a);
+
+/* config_admin_resolve: fail when the admin listener (if the block is
+ * given) would share an address and port with a main `listen`, now that
+ * every `listen` is read (config/admin.c). */
+bool config_admin_resolve(struct config_loader *ld);
 
 /* config_compress_resolve: give every route without its own compress block
  * a deep copy of the top-level one (cfg->compress), now that the whole file

@@ -48,6 +48,11 @@
 #define ITEM_SIZE_MAX (128 * MIB)
 #define QUEUE_MIN 16
 #define QUEUE_MAX 1000000
+/* Each poll is one memcached get per node: below 10ms that is load for
+ * nothing; above an hour a purge would no longer look like one. */
+#define PURGE_SYNC_DEFAULT_MS 1000
+#define PURGE_SYNC_MIN_MS 10
+#define PURGE_SYNC_MAX_MS (3600 * 1000ull)
 
 /* ---- life cycle ---- */
 
@@ -60,6 +65,7 @@ bool config_memcached_init(struct config_memcached *m)
     m->item_size = ITEM_SIZE_DEFAULT;
     m->ttl_slack_ms = 60 * 1000;
     m->queue_max = 4096;
+    m->purge_sync_ms = PURGE_SYNC_DEFAULT_MS;
     m->prefix = strdup("tsr:");
     return m->prefix != NULL;
 }
@@ -306,5 +312,24 @@ bool config_memcached_queue_max(struct config_loader *ld, const struct conf_dire
     if (!loader_uint(ld, &d->args[0], d->name.text, QUEUE_MIN, QUEUE_MAX, &v))
         return false;
     m->queue_max = (unsigned)v;
+    return true;
+}
+
+/* How often this node polls the shared purge log (issue 8): the longest a
+ * purge made on another node takes to reach this one. */
+bool config_memcached_purge_sync(struct config_loader *ld, const struct conf_directive *d,
+                                 void *obj)
+{
+    struct config_memcached *m = obj;
+    const struct conf_arg *a = &d->args[0];
+    uint64_t v = 0;
+
+    if (!loader_duration(ld, a, d->name.text, false, &v))
+        return false;
+    if (v < PURGE_SYNC_MIN_MS || v > PURGE_SYNC_MAX_MS)
+        return loader_error(ld, &a->pos,
+                            "duration '%s' for '%s' is out of range (expected 10ms to 1h)", a->text,
+                            d->name.text);
+    m->purge_sync_ms = v;
     return true;
 }

@@ -23,6 +23,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "cache/ban.h"
 #include "cache/cachecontrol.h"
 #include "cache/conditional.h"
 #include "cache/httpdate.h"
@@ -568,6 +569,13 @@ static enum cache_lookup_result judge_object(struct cache_req *cr, struct worker
                                              struct cache_object *found, bool variants_seen,
                                              int64_t now_ms)
 {
+    enum ban_verdict ban = found && w->bans ? ban_check(w->bans, found) : BAN_PASS;
+    if (ban == BAN_GONE) { /* purged: as if it had never been stored */
+        if (tier_memory(cr->policy))
+            cache_store_remove(w->store, cr->key, cr->key_len, cr->hash);
+        cache_object_release(&found);
+        cr->detail = "purged";
+    }
     cr->vary_seen = variants_seen && !found;
     if (!found) {
         cr->fwd = cr->vary_seen ? "vary-miss" : "uri-miss";
@@ -582,6 +590,8 @@ static enum cache_lookup_result judge_object(struct cache_req *cr, struct worker
         .no_cache = obj->no_cache,
         .must_revalidate = obj->must_revalidate,
     };
+    if (ban == BAN_STALE && of.current_age_ms < of.lifetime_ms)
+        of.current_age_ms = of.lifetime_ms; /* soft-purged: stale from now on */
     enum cache_serve serve = cache_serve_decision(&of, &cr->facts, cr->policy->client_cc);
     if (serve == CACHE_SERVE_REVALIDATE)
         return stale_lookup(cr, w, obj, &of);

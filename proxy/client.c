@@ -475,8 +475,58 @@ static void in_drop_request(struct client *c)
     c->head_start = 0;
 }
 
+/* The request's figures, for /stats and /metrics. */
+static void count_request(struct client *c)
+{
+    struct stats_worker *ws = &c->w->stats;
+    stats_add(&ws->requests, 1);
+    const struct stats_worker *cs = c->wc ? &c->wc->stats : NULL;
+    if (!c->route || !cs || c->route->index >= cs->nroutes) {
+        if (c->status >= 400 && c->status < 500)
+            stats_add(&ws->bad_requests, 1);
+        return;
+    }
+    struct stats_route *rs = &cs->routes[c->route->index];
+    stats_add(&rs->requests, 1);
+    int cls = c->status / 100;
+    _Atomic uint64_t *by_class[] = {
+        NULL, &rs->status_1xx, &rs->status_2xx, &rs->status_3xx, &rs->status_4xx, &rs->status_5xx};
+    if (cls >= 1 && cls <= 5)
+        stats_add(by_class[cls], 1);
+    switch (c->cr.outcome) {
+    case CACHE_OUT_HIT:
+        stats_add(&rs->hits, 1);
+        break;
+    case CACHE_OUT_STALE:
+        stats_add(&rs->stale, 1);
+        break;
+    case CACHE_OUT_MISS:
+        stats_add(&rs->misses, 1);
+        break;
+    case CACHE_OUT_PASS:
+        stats_add(&rs->passes, 1);
+        break;
+    }
+    uint64_t head = c->head_end > c->head_start ? c->head_end - c->head_start : 0;
+    stats_add(&rs->bytes_in, head + c->req_body);
+    stats_add(&rs->bytes_out, c->resp_body);
+    double t = ev_now(c->w->loop) - c->t_start;
+    stats_observe(&rs->request_time, t > 0 ? (uint64_t)(t * 1e6) : 0);
+}
+
+/* The upstream's figures for the route's backend. */
+static struct stats_backend *backend_stats(struct client *c)
+{
+    const struct stats_worker *cs = c->wc ? &c->wc->stats : NULL;
+    if (!c->route || !cs || !c->route->backend)
+        return NULL;
+    size_t i = (size_t)(c->route->backend - c->wc->cfg->backends);
+    return i < cs->nbackends ? &cs->backends[i] : NULL;
+}
+
 static void request_end(struct client *c)
 {
+    count_request(c);
     access_log(c);
     bool close = c->close_after || !c->keep_alive || !c->req_done || c->w->draining;
     if (close) {
@@ -671,6 +721,9 @@ static bool up_on_head(void *owner, const char *base, const struct http_head *he
         return c->state != CS_DEAD;
     }
     c->upstream_time = ev_now(c->w->loop) - c->t_upstream;
+    struct stats_backend *bs = backend_stats(c);
+    if (bs)
+        stats_observe(&bs->upstream_time, (uint64_t)(c->upstream_time * 1e6));
     struct buf extra = {0};
     enum cache_head_action action =
         cache_req_response_head(&c->cr, c->w, c->in.data, &c->req, base, head, &extra, now_ms(c));
@@ -838,6 +891,9 @@ static void up_on_error(void *owner, const struct upstream_error *err)
 {
     struct client *c = owner;
     c->up = NULL;
+    struct stats_backend *bs = backend_stats(c);
+    if (bs)
+        stats_add(&bs->errors, 1);
     if (err->started) {
         /* Mid-body: flush what we have, then cut the connection so the
          * client sees an incomplete message, never a complete wrong one. */
@@ -850,6 +906,8 @@ static void up_on_error(void *owner, const struct upstream_error *err)
     }
     if (request_retryable(c, err)) {
         c->retries++;
+        if (bs)
+            stats_add(&bs->retries, 1);
         log_info("retrying the request after: %s", upstream_failure_name(err->failure));
         if (upstream_start(c, err->server))
             return;
@@ -895,6 +953,9 @@ static bool upstream_start(struct client *c, int avoid)
         upstream_open(c->w, c->wc, c->route->backend, avoid, c->head_request, &upstream_handler, c);
     if (!c->up)
         return false;
+    struct stats_backend *bs = backend_stats(c);
+    if (bs)
+        stats_add(&bs->requests, 1);
     upstream_write(c->up, c->uphead.data, c->uphead.len);
     if (buf_pending(&c->upbody) > 0) {
         upstream_write(c->up, c->upbody.data + c->upbody.off, buf_pending(&c->upbody));
@@ -1365,6 +1426,7 @@ static void client_revalidate_in_background(struct client *c)
     struct target t;
     if (!target_split(c, &t))
         return;
+    stats_add(&c->w->stats.revalidations, 1);
     revalidate_start(c->w, c->wc, c->route, &c->cr, c->in.data, &c->req, t.host, t.host_len, t.path,
                      t.path_len, c->addr);
 }
@@ -1392,6 +1454,8 @@ static bool client_act(struct client *c)
         return false;
     case ACT_WAIT:
     case ACT_REMOTE:
+        if (a == ACT_WAIT)
+            stats_add(&c->w->stats.coalesced_waits, 1);
         client_arm(c); /* the wait for a fill or for memcached has a deadline */
         return true;
     case ACT_ERROR:
@@ -1679,6 +1743,7 @@ static void addr_text(const struct sockaddr *sa, char *out, size_t len)
  * would, the client simply sees the connection closed. */
 static void refuse_overloaded(struct worker *w, int fd)
 {
+    stats_add(&w->stats.connections_refused, 1);
     char head[256];
     static const char body[] = "503 Service Unavailable: too many connections\n";
     int n = snprintf(head, sizeof head,

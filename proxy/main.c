@@ -19,10 +19,12 @@
 #include "cache/mcstore.h"
 #include "cache/memstore.h"
 #include "config/config.h"
+#include "proxy/admin.h"
 #include "proxy/cachepath.h"
 #include "proxy/coalesce.h"
 #include "proxy/listener.h"
 #include "proxy/log.h"
+#include "proxy/stats.h"
 #include "proxy/worker.h"
 
 #ifndef TESSERA_VERSION
@@ -36,6 +38,7 @@ struct tessera {
     struct config *cfg;
     struct cache_store *store; /* the memory tier, shared by every worker */
     struct mcstore *mcstore;   /* the memcached tier, NULL when not configured */
+    struct admin *admin;       /* the admin thread: purges, stats, the admin listener */
     struct worker *workers;
     unsigned nworkers;
     bool stopping;
@@ -83,6 +86,14 @@ static void reload(struct tessera *t)
     if (cfg->memcached.enabled != t->cfg->memcached.enabled ||
         cfg->memcached.nservers != t->cfg->memcached.nservers)
         log_warn("reload: 'memcached' changes take effect at the next restart");
+    if (cfg->admin.enabled != t->cfg->admin.enabled ||
+        strcmp(cfg->admin.listen.text, t->cfg->admin.listen.text) != 0)
+        log_warn("reload: the admin listener's address takes effect at the next restart");
+    if (!stats_config_attach(cfg, t->nworkers)) {
+        log_error("reload failed, keeping the running configuration: out of memory");
+        config_release(&cfg);
+        return;
+    }
     if (!log_open(&cfg->log, err, sizeof err)) {
         log_error("reload failed, keeping the running configuration: %s", err);
         config_release(&cfg);
@@ -90,6 +101,7 @@ static void reload(struct tessera *t)
     }
     for (unsigned i = 0; i < t->nworkers; i++)
         worker_set_config(&t->workers[i], cfg);
+    admin_set_config(t->admin, cfg);
     config_release(&t->cfg);
     t->cfg = cfg;
     log_info("configuration reloaded");
@@ -111,6 +123,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
             return;
         t->stopping = true;
         log_info("received signal %d: draining and exiting", s->signum);
+        admin_set_draining(t->admin);
         for (unsigned i = 0; i < t->nworkers; i++)
             worker_drain(&t->workers[i]);
         ev_break(loop, EVBREAK_ALL);
@@ -150,13 +163,17 @@ static bool start_workers(struct tessera *t, char *err, size_t errlen)
     sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, &old);
     for (unsigned i = 0; i < t->nworkers; i++) {
-        if (!worker_start(&t->workers[i], i, cfg, t->store, t->mcstore, fds + i * n, n, err,
-                          errlen)) {
+        if (!worker_start(&t->workers[i], i, cfg, t->store, t->mcstore, admin_bans(t->admin),
+                          fds + i * n, n, err, errlen)) {
             listeners_close(fds + i * n, ((size_t)t->nworkers - i) * n);
             t->nworkers = i;
             pthread_sigmask(SIG_SETMASK, &old, NULL);
             goto fail;
         }
+    }
+    if (!admin_start(t->admin, t->workers, t->nworkers, err, errlen)) {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        goto fail;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     free(fds);
@@ -209,7 +226,9 @@ static void stop_workers(struct tessera *t)
 {
     for (unsigned i = 0; i < t->nworkers; i++)
         worker_join(&t->workers[i]);
+    admin_stop(t->admin);
     mcstore_free(&t->mcstore);
+    admin_free(&t->admin);
     for (unsigned i = 0; i < t->nworkers; i++)
         worker_free(&t->workers[i]);
     free(t->workers);
@@ -240,6 +259,14 @@ static int run(struct tessera *t)
         return 1;
     }
     t->nworkers = t->cfg->workers;
+    t->admin = admin_new(t->cfg, t->store, t->mcstore, err, sizeof err);
+    if (!t->admin || !stats_config_attach(t->cfg, t->nworkers)) {
+        log_error("cannot start: %s", t->admin ? "out of memory" : err);
+        mcstore_free(&t->mcstore);
+        admin_free(&t->admin);
+        cache_store_destroy(&t->store);
+        return 1;
+    }
     bool started = start_workers(t, err, sizeof err);
     if (!started) {
         log_error("%s", err);

@@ -64,6 +64,7 @@ static struct wcfg *wcfg_new(struct worker *w, struct config *cfg)
     for (size_t i = 0; i < cfg->nbackends; i++)
         if (!upstream_backend_rt_init(w, &wc->backends[i], &cfg->backends[i]))
             goto fail;
+    stats_config_view(cfg, w->id, &wc->stats); /* none: nothing is counted per route */
     return wc;
 fail:
     wcfg_release(&wc);
@@ -121,6 +122,7 @@ void worker_client_opened(struct worker *w, struct client *c)
     client_link(&w->clients, c);
     w->nclients++;
     atomic_fetch_add(&connections, 1);
+    stats_add(&w->stats.connections_accepted, 1);
 }
 
 void worker_client_closed(struct worker *w, struct client *c)
@@ -128,6 +130,7 @@ void worker_client_closed(struct worker *w, struct client *c)
     client_unlink(&w->clients, c);
     w->nclients--;
     atomic_fetch_sub(&connections, 1);
+    stats_add(&w->stats.connections_closed, 1);
     client_link(&self->dead, c);
     ev_idle_start(w->loop, &self->reaper);
 }
@@ -246,12 +249,14 @@ static void *worker_main(void *arg)
 }
 
 bool worker_start(struct worker *w, unsigned id, struct config *cfg, struct cache_store *store,
-                  struct mcstore *mcstore, const int *fds, size_t nfds, char *err, size_t errlen)
+                  struct mcstore *mcstore, struct ban_list *bans, const int *fds, size_t nfds,
+                  char *err, size_t errlen)
 {
     memset(w, 0, sizeof *w);
     w->id = id;
     w->store = store;
     w->mcstore = mcstore;
+    w->bans = bans;
     if (!coalesce_inbox_init(w) || !mailbox_init(w)) {
         snprintf(err, errlen, "worker %u: out of memory", id);
         coalesce_inbox_free(w);

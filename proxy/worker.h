@@ -17,6 +17,7 @@
 #include <stdbool.h>
 
 #include "config/config.h"
+#include "proxy/stats.h"
 
 struct upstream_pool;
 struct client;
@@ -24,6 +25,7 @@ struct coalesce_inbox;
 struct cache_store;
 struct mailbox;
 struct mcstore;
+struct ban_list;
 
 /* Per-worker, per-config runtime state of one backend: the smooth weighted
  * round-robin weights and the pool of each server. */
@@ -40,6 +42,8 @@ struct wcfg {
     unsigned refs;
     struct config *cfg;
     struct backend_rt *backends; /* [cfg->nbackends] */
+    struct stats_worker stats;   /* routes/backends: this worker's counters in cfg
+                                  * (proxy/stats.h); worker-wide counters unused */
 };
 
 struct listener {
@@ -72,6 +76,8 @@ struct worker {
     struct mcstore *mcstore;      /* the memcached tier (shared), NULL when none */
     void *revalidations;          /* background fetches (proxy/revalidate.c) */
     struct mailbox *mailbox;      /* completions from other threads (proxy/mailbox.c) */
+    struct ban_list *bans;        /* purges (proxy/purge.h), checked on every object served */
+    struct stats_worker stats;    /* worker-wide counters (proxy/stats.h) */
 
     char date[30]; /* IMF-fixdate of date_sec */
     time_t date_sec;
@@ -83,7 +89,8 @@ struct worker {
  * with err set when the
  * thread cannot be created. */
 bool worker_start(struct worker *w, unsigned id, struct config *cfg, struct cache_store *store,
-                  struct mcstore *mcstore, const int *fds, size_t nfds, char *err, size_t errlen);
+                  struct mcstore *mcstore, struct ban_list *bans, const int *fds, size_t nfds,
+                  char *err, size_t errlen);
 
 /* worker_set_config: hand the worker a new config (a reference is taken).
  * Main thread.  The worker adopts it at its next loop iteration. */

@@ -4,7 +4,9 @@
  * loopback ports; teardown stops them): round trips (small, exactly one
  * item, 5 MB chunked), the Vary index, missing chunks and planted garbage,
  * the cluster lock, memcached down at start, a server killed under load,
- * full queues, reads ahead of writes, shutdown with jobs pending, expiry.
+ * full queues, reads ahead of writes, shutdown with jobs pending, expiry,
+ * and the purge log (append, version, read, holes, resets, appends racing
+ * from several threads and two stores, bad arguments, down, shutdown).
  *
  * Timeouts are short (200 ms, retry after 1 s) so the group stays fast.
  * Raw libmemcached calls in the tests plant and delete items behind the
@@ -161,6 +163,14 @@ static void expect_body(const struct cache_object *obj, size_t len, int seed)
 
 /* ---- synchronous wrappers over the callbacks --------------------------- */
 
+/* A purge log entry as read, copied out of the callback. */
+struct entry_copy {
+    uint64_t n;
+    bool found;
+    unsigned char *data;
+    size_t len;
+};
+
 struct waiter {
     pthread_mutex_t m;
     pthread_cond_t c;
@@ -170,6 +180,11 @@ struct waiter {
     char *vary;
     char why[128];
     bool acquired;
+    /* purge log */
+    bool ok, found;
+    uint64_t n; /* append: the number taken; version: the version */
+    struct entry_copy *entries;
+    size_t count;
 };
 
 static void waiter_init(struct waiter *w)
@@ -183,6 +198,9 @@ static void waiter_clear(struct waiter *w)
 {
     cache_object_release(&w->obj);
     free(w->vary);
+    for (size_t i = 0; i < w->count; i++)
+        free(w->entries[i].data);
+    free(w->entries);
     pthread_mutex_destroy(&w->m);
     pthread_cond_destroy(&w->c);
 }
@@ -207,6 +225,58 @@ static void on_lock(void *ctx, bool acquired, const char *why)
     w->calls++;
     w->acquired = acquired;
     snprintf(w->why, sizeof(w->why), "%s", why ? why : "");
+    pthread_cond_signal(&w->c);
+    pthread_mutex_unlock(&w->m);
+}
+
+static void on_append(void *ctx, bool ok, uint64_t n, const char *why)
+{
+    struct waiter *w = ctx;
+    pthread_mutex_lock(&w->m);
+    w->calls++;
+    w->ok = ok;
+    w->n = n;
+    snprintf(w->why, sizeof(w->why), "%s", why ? why : "");
+    pthread_cond_signal(&w->c);
+    pthread_mutex_unlock(&w->m);
+}
+
+static void on_version(void *ctx, bool ok, bool found, uint64_t version, const char *why)
+{
+    struct waiter *w = ctx;
+    pthread_mutex_lock(&w->m);
+    w->calls++;
+    w->ok = ok;
+    w->found = found;
+    w->n = version;
+    snprintf(w->why, sizeof(w->why), "%s", why ? why : "");
+    pthread_cond_signal(&w->c);
+    pthread_mutex_unlock(&w->m);
+}
+
+static void on_read(void *ctx, bool ok, const struct mcstore_log_entry *entries, size_t count,
+                    const char *why)
+{
+    struct waiter *w = ctx;
+    pthread_mutex_lock(&w->m);
+    w->calls++;
+    w->ok = ok;
+    snprintf(w->why, sizeof(w->why), "%s", why ? why : "");
+    if (count > 0) {
+        w->entries = calloc(count, sizeof(*w->entries));
+        assert_non_null(w->entries);
+        w->count = count;
+        for (size_t i = 0; i < count; i++) {
+            w->entries[i].n = entries[i].n;
+            w->entries[i].found = entries[i].found;
+            w->entries[i].len = entries[i].len;
+            if (entries[i].data) {
+                w->entries[i].data = malloc(entries[i].len);
+                assert_non_null(w->entries[i].data);
+                memcpy(w->entries[i].data, entries[i].data, entries[i].len);
+            }
+        }
+    }
     pthread_cond_signal(&w->c);
     pthread_mutex_unlock(&w->m);
 }
@@ -269,6 +339,50 @@ static bool lock_sync(struct mcstore *st, const char *key, uint64_t ttl_ms)
     return acquired;
 }
 
+/* One append, waited for: the number taken, or 0 when it failed (the
+ * reason in why, which may be NULL). */
+static uint64_t append_sync(struct mcstore *st, const void *rec, size_t len, char *why,
+                            size_t whylen)
+{
+    struct waiter w;
+    waiter_init(&w);
+    assert_true(mcstore_log_append(st, rec, len, 0, on_append, &w));
+    waiter_wait(&w, 5000);
+    assert_int_equal(w.calls, 1);
+    uint64_t n = w.ok ? w.n : 0;
+    if (w.ok)
+        assert_string_equal(w.why, "");
+    else
+        assert_string_not_equal(w.why, "");
+    if (why)
+        snprintf(why, whylen, "%s", w.why);
+    waiter_clear(&w);
+    return n;
+}
+
+/* mcstore_log_version(), waited for; the result in *w (waiter_clear() it). */
+static void version_sync(struct mcstore *st, struct waiter *w)
+{
+    waiter_init(w);
+    assert_true(mcstore_log_version(st, on_version, w));
+    waiter_wait(w, 5000);
+}
+
+/* mcstore_log_read(), waited for; the result in *w (waiter_clear() it). */
+static void read_sync(struct mcstore *st, uint64_t first, uint64_t last, struct waiter *w)
+{
+    waiter_init(w);
+    assert_true(mcstore_log_read(st, first, last, on_read, w));
+    waiter_wait(w, 5000);
+    if (w->ok) {
+        assert_int_equal(w->count, last - first + 1);
+        for (size_t i = 0; i < w->count; i++) {
+            assert_int_equal(w->entries[i].n, first + i);
+            assert_true(w->entries[i].found == (w->entries[i].data != NULL));
+        }
+    }
+}
+
 /* Wait until the store has run every queued job (the last write may still
  * be running: callers poll for its effect). */
 static void wait_idle(struct mcstore *st)
@@ -291,6 +405,7 @@ static struct mcstore_server_stats server_stats(struct mcstore *st, size_t i)
 /* ---- fixtures --------------------------------------------------------- */
 
 struct fx {
+    char prefix[32]; /* the purge log tests' own */
     struct tmpdir *td;
     struct proc *mc[3];
     int blackhole; /* a listening socket nobody accepts on, or -1 */
@@ -366,6 +481,24 @@ static int setup_one(void **state)
     if (!f->mc[0])
         return -1;
     f->st = store_on(&f->mc[0]->port, 1, NULL);
+    f->raw = raw_client(f->mc[0]->port);
+    return 0;
+}
+
+/* setup_one with a prefix of the test's own. */
+static int setup_log(void **state)
+{
+    static atomic_int next;
+    if (setup(state) != 0)
+        return -1;
+    struct fx *f = *state;
+    snprintf(f->prefix, sizeof(f->prefix), "log%d.%d:", (int)getpid(), atomic_fetch_add(&next, 1));
+    f->mc[0] = proc_start_memcached(f->td, "memcached0");
+    if (!f->mc[0])
+        return -1;
+    struct mcstore_config cfg = config_for(NULL, 0);
+    cfg.prefix = f->prefix;
+    f->st = store_on(&f->mc[0]->port, 1, &cfg);
     f->raw = raw_client(f->mc[0]->port);
     return 0;
 }
@@ -1063,6 +1196,433 @@ static void test_free_with_pending(void **state)
     cache_object_release(&obj);
 }
 
+/* ---- purge log -------------------------------------------------------- */
+
+/* The raw key of purge log entry n, or of the version for n 0. */
+static size_t log_raw_key(const struct fx *f, uint64_t n, char *out, size_t len)
+{
+    int k = n ? snprintf(out, len, "%spurgelog:%llu", f->prefix, (unsigned long long)n)
+              : snprintf(out, len, "%spurgelog:v", f->prefix);
+    assert_true(k > 0 && (size_t)k < len);
+    return (size_t)k;
+}
+
+static void raw_log_set(struct fx *f, uint64_t n, const char *v, size_t len)
+{
+    char k[256];
+    size_t kl = log_raw_key(f, n, k, sizeof(k));
+    assert_int_equal(memcached_set(f->raw, k, kl, v, len, 0, 0), MEMCACHED_SUCCESS);
+}
+
+static void expect_version(struct mcstore *st, bool found, uint64_t version, const char *why)
+{
+    struct waiter w;
+    version_sync(st, &w);
+    assert_true(w.ok);
+    assert_true(w.found == found);
+    assert_int_equal(w.n, version);
+    assert_string_equal(w.why, why);
+    waiter_clear(&w);
+}
+
+static void test_log_append_read(void **state)
+{
+    struct fx *f = *state;
+    static unsigned char big[MCSTORE_LOG_RECORD_MAX];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = body_byte(3, i);
+    const struct {
+        const void *data;
+        size_t len;
+    } rec[3] = {
+        {"purge http://a.test/one", 23},
+        {"\0\x01\xff", 3}, /* any bytes */
+        {big, sizeof(big)},
+    };
+    for (uint64_t i = 0; i < 3; i++)
+        assert_int_equal(append_sync(f->st, rec[i].data, rec[i].len, NULL, 0), i + 1);
+    expect_version(f->st, true, 3, "");
+
+    struct waiter w;
+    read_sync(f->st, 1, 3, &w);
+    assert_true(w.ok);
+    assert_string_equal(w.why, "");
+    for (size_t i = 0; i < 3; i++) {
+        assert_true(w.entries[i].found);
+        assert_int_equal(w.entries[i].len, rec[i].len);
+        assert_memory_equal(w.entries[i].data, rec[i].data, rec[i].len);
+    }
+    waiter_clear(&w);
+
+    /* past the version: not written yet */
+    read_sync(f->st, 3, 5, &w);
+    assert_true(w.ok);
+    assert_true(w.entries[0].found);
+    assert_false(w.entries[1].found);
+    assert_false(w.entries[2].found);
+    assert_int_equal(w.entries[2].len, 0);
+    waiter_clear(&w);
+
+    /* the items are where the keys say, the version in decimal */
+    char k[256];
+    size_t len;
+    uint32_t flags;
+    memcached_return_t rc;
+    char *v = memcached_get(f->raw, k, log_raw_key(f, 0, k, sizeof(k)), &len, &flags, &rc);
+    assert_non_null(v);
+    assert_int_equal(len, 1);
+    assert_memory_equal(v, "3", 1);
+    free(v);
+    v = memcached_get(f->raw, k, log_raw_key(f, 1, k, sizeof(k)), &len, &flags, &rc);
+    assert_non_null(v);
+    assert_int_equal(len, 23);
+    assert_int_equal(flags, 0);
+    free(v);
+
+    /* add "0" and 3 incrs; 3 entries.  1 + 3 + 3 entry reads. */
+    struct mcstore_server_stats s = server_stats(f->st, 0);
+    assert_int_equal(s.sets, 1 + 3 + 3);
+    assert_int_equal(s.gets, 1 + 3 + 3);
+    assert_int_equal(s.hits, 1 + 3 + 1);
+    assert_int_equal(s.misses, 2);
+    assert_int_equal(s.errors, 0);
+    assert_int_equal(s.decode_errors, 0);
+}
+
+/* An entry that memcached lost is a hole; a lost version restarts the log. */
+static void test_log_missing_entry(void **state)
+{
+    struct fx *f = *state;
+    for (uint64_t i = 1; i <= 3; i++)
+        assert_int_equal(append_sync(f->st, "purge", 5, NULL, 0), i);
+    char k[256];
+    size_t kl = log_raw_key(f, 2, k, sizeof(k));
+    assert_int_equal(memcached_delete(f->raw, k, kl, 0), MEMCACHED_SUCCESS);
+
+    struct mcstore_server_stats before = server_stats(f->st, 0);
+    struct waiter w;
+    read_sync(f->st, 1, 3, &w);
+    assert_true(w.ok);
+    assert_true(w.entries[0].found);
+    assert_false(w.entries[1].found);
+    assert_null(w.entries[1].data);
+    assert_true(w.entries[2].found);
+    waiter_clear(&w);
+    struct mcstore_server_stats s = server_stats(f->st, 0);
+    assert_int_equal(s.misses, before.misses + 1);
+    assert_int_equal(s.hits, before.hits + 2);
+    assert_int_equal(s.decode_errors, 0);
+
+    /* memcached restarted (flush_all): no version; the next append is 1 */
+    assert_int_equal(memcached_flush(f->raw, 0), MEMCACHED_SUCCESS);
+    expect_version(f->st, false, 0, "not found");
+    assert_int_equal(append_sync(f->st, "again", 5, NULL, 0), 1);
+    expect_version(f->st, true, 1, "");
+    read_sync(f->st, 1, 2, &w);
+    assert_true(w.ok);
+    assert_true(w.entries[0].found);
+    assert_memory_equal(w.entries[0].data, "again", 5);
+    assert_false(w.entries[1].found);
+    waiter_clear(&w);
+}
+
+/* The version: absent on a fresh memcached, garbage is a decode error. */
+static void test_log_version(void **state)
+{
+    struct fx *f = *state;
+    expect_version(f->st, false, 0, "not found");
+    struct mcstore_server_stats s = server_stats(f->st, 0);
+    assert_int_equal(s.gets, 1);
+    assert_int_equal(s.misses, 1);
+    assert_int_equal(s.decode_errors, 0);
+
+    raw_log_set(f, 0, "abc", 3);
+    expect_version(f->st, false, 0, "not a decimal number");
+    raw_log_set(f, 0, "", 0);
+    expect_version(f->st, false, 0, "not a decimal number");
+    raw_log_set(f, 0, "99999999999999999999", 20); /* past 2^64 */
+    expect_version(f->st, false, 0, "not a decimal number");
+    s = server_stats(f->st, 0);
+    assert_int_equal(s.decode_errors, 3);
+    assert_int_equal(s.misses, 4);
+    assert_int_equal(s.errors, 0);
+
+    /* an append cannot count on from garbage: it fails, nothing written */
+    raw_log_set(f, 0, "abc", 3);
+    char why[128];
+    assert_int_equal(append_sync(f->st, "x", 1, why, sizeof(why)), 0);
+    assert_string_equal(why, "version is not a decimal number");
+    assert_int_equal(server_stats(f->st, 0).errors, 1);
+    /* memcached answered: the server is not down (libmemcached reports
+     * that answer as UNKNOWN READ FAILURE) */
+    assert_true(server_stats(f->st, 0).up);
+    assert_int_equal(log_count("is down"), 0);
+    char k[256];
+    assert_false(raw_exists(f->raw, k, log_raw_key(f, 1, k, sizeof(k))));
+
+    /* the spaces memcached pads a shortened counter with */
+    raw_log_set(f, 0, "41  ", 4);
+    expect_version(f->st, true, 41, "");
+    assert_int_equal(append_sync(f->st, "x", 1, NULL, 0), 42);
+    expect_version(f->st, true, 42, "");
+}
+
+/* Callers' mistakes are refused at once; cb is never called for them. */
+static void test_log_bad_args(void **state)
+{
+    struct fx *f = *state;
+    static unsigned char big[MCSTORE_LOG_RECORD_MAX + 1];
+    struct waiter w;
+    waiter_init(&w);
+    assert_false(mcstore_log_append(f->st, "", 0, 0, on_append, &w));
+    assert_false(mcstore_log_append(f->st, big, sizeof(big), 0, on_append, &w));
+    assert_false(mcstore_log_read(f->st, 1, MCSTORE_LOG_READ_MAX + 1, on_read, &w));
+    assert_false(mcstore_log_read(f->st, 0, 5, on_read, &w));
+    assert_false(mcstore_log_read(f->st, 5, 4, on_read, &w));
+    assert_false(mcstore_log_read(f->st, 1, UINT64_MAX, on_read, &w));
+    wait_idle(f->st);
+    assert_int_equal(w.calls, 0);
+    waiter_clear(&w);
+    struct mcstore_server_stats s = server_stats(f->st, 0);
+    assert_int_equal(s.gets + s.sets + s.dropped_reads, 0);
+
+    /* the largest range, and the last numbers there are */
+    read_sync(f->st, 1, MCSTORE_LOG_READ_MAX, &w);
+    assert_true(w.ok);
+    for (size_t i = 0; i < w.count; i++)
+        assert_false(w.entries[i].found);
+    waiter_clear(&w);
+    raw_log_set(f, UINT64_MAX, "last", 4);
+    read_sync(f->st, UINT64_MAX - MCSTORE_LOG_READ_MAX + 1, UINT64_MAX, &w);
+    assert_true(w.ok);
+    assert_true(w.entries[MCSTORE_LOG_READ_MAX - 1].found);
+    assert_memory_equal(w.entries[MCSTORE_LOG_READ_MAX - 1].data, "last", 4);
+    assert_false(w.entries[0].found);
+    waiter_clear(&w);
+}
+
+enum { LOG_THREADS = 4, LOG_PER_THREAD = 50, LOG_TOTAL = LOG_THREADS * LOG_PER_THREAD };
+
+struct log_race {
+    struct mcstore *st[2];
+    pthread_barrier_t start; /* the first appends collide: all find no version */
+    atomic_int calls;
+    atomic_int failed;
+    atomic_int taken[LOG_TOTAL + 2]; /* times each n was handed out */
+    atomic_int owner[LOG_TOTAL + 2]; /* the record id that got n */
+};
+
+struct log_race_job {
+    struct log_race *r;
+    int id; /* thread * 1000 + i */
+};
+
+static void on_race_append(void *ctx, bool ok, uint64_t n, const char *why)
+{
+    struct log_race_job *j = ctx;
+    (void)why;
+    if (!ok || n < 1 || n > LOG_TOTAL + 1)
+        atomic_fetch_add(&j->r->failed, 1);
+    else {
+        atomic_fetch_add(&j->r->taken[n], 1);
+        atomic_store(&j->r->owner[n], j->id);
+    }
+    atomic_fetch_add(&j->r->calls, 1);
+}
+
+struct log_race_thread {
+    struct log_race *r;
+    int t;
+    struct log_race_job jobs[LOG_PER_THREAD];
+};
+
+static void *race_thread(void *arg)
+{
+    struct log_race_thread *th = arg;
+    struct mcstore *st = th->r->st[th->t % 2];
+    pthread_barrier_wait(&th->r->start);
+    for (int i = 0; i < LOG_PER_THREAD; i++) {
+        char rec[32];
+        th->jobs[i] = (struct log_race_job){.r = th->r, .id = th->t * 1000 + i};
+        int len = snprintf(rec, sizeof(rec), "purge %d", th->jobs[i].id);
+        if (!mcstore_log_append(st, rec, (size_t)len, 60, on_race_append, &th->jobs[i]))
+            atomic_fetch_add(&th->r->failed, 1);
+    }
+    return NULL;
+}
+
+/* Two nodes (stores) on three servers, four threads appending at once from
+ * an empty log (so the creating add races too): every number 1..200 is
+ * handed out exactly once, and every entry holds its own record. */
+static void test_log_concurrent_appends(void **state)
+{
+    struct fx *f = *state;
+    int ports[3];
+    start_three(f, ports);
+    static struct log_race r;
+    memset(&r, 0, sizeof(r));
+    r.st[0] = f->st;
+    r.st[1] = store_on(ports, 3, NULL);
+    assert_int_equal(pthread_barrier_init(&r.start, NULL, LOG_THREADS), 0);
+    static struct log_race_thread th[LOG_THREADS];
+    pthread_t tid[LOG_THREADS];
+    for (int t = 0; t < LOG_THREADS; t++) {
+        th[t] = (struct log_race_thread){.r = &r, .t = t};
+        assert_int_equal(pthread_create(&tid[t], NULL, race_thread, &th[t]), 0);
+    }
+    for (int t = 0; t < LOG_THREADS; t++)
+        pthread_join(tid[t], NULL);
+    pthread_barrier_destroy(&r.start);
+    int64_t end = mono_ms() + 10000;
+    while (atomic_load(&r.calls) < LOG_TOTAL && mono_ms() < end)
+        sleep_ms(5);
+    assert_int_equal(atomic_load(&r.calls), LOG_TOTAL);
+    assert_int_equal(atomic_load(&r.failed), 0);
+    for (int n = 1; n <= LOG_TOTAL; n++)
+        if (atomic_load(&r.taken[n]) != 1)
+            fail_msg("n %d taken %d times", n, atomic_load(&r.taken[n]));
+    assert_int_equal(atomic_load(&r.taken[LOG_TOTAL + 1]), 0);
+
+    for (int i = 0; i < 2; i++) {
+        expect_version(r.st[i], true, LOG_TOTAL, "");
+        struct waiter w;
+        read_sync(r.st[i], 1, LOG_TOTAL, &w);
+        assert_true(w.ok);
+        for (int n = 1; n <= LOG_TOTAL; n++) {
+            char rec[32];
+            int len = snprintf(rec, sizeof(rec), "purge %d", atomic_load(&r.owner[n]));
+            assert_true(w.entries[n - 1].found);
+            assert_int_equal(w.entries[n - 1].len, (size_t)len);
+            assert_memory_equal(w.entries[n - 1].data, rec, (size_t)len);
+        }
+        waiter_clear(&w);
+    }
+    /* the entries are spread over the servers: one read, several mgets */
+    int with_hits = 0;
+    uint64_t hits = 0;
+    for (size_t i = 0; i < 3; i++) {
+        struct mcstore_server_stats s = server_stats(r.st[1], i);
+        with_hits += s.hits > 0;
+        hits += s.hits;
+        assert_int_equal(s.errors, 0);
+    }
+    assert_int_equal(hits, LOG_TOTAL + 1);
+    assert_true(with_hits >= 2);
+    mcstore_free(&r.st[1]);
+}
+
+/* memcached down: every log call fails, fast. */
+static void test_log_server_down(void **state)
+{
+    struct fx *f = *state;
+    int port = proc_free_port();
+    assert_true(port > 0);
+    f->st = store_on(&port, 1, NULL);
+    for (int round = 0; round < 3; round++) {
+        int64_t t0 = mono_ms();
+        char why[128];
+        assert_int_equal(append_sync(f->st, "purge", 5, why, sizeof(why)), 0);
+        assert_true(mono_ms() - t0 <= 2 * TIMEOUT_MS);
+
+        struct waiter w;
+        t0 = mono_ms();
+        version_sync(f->st, &w);
+        assert_false(w.ok);
+        assert_false(w.found);
+        assert_string_not_equal(w.why, "");
+        assert_true(mono_ms() - t0 <= 2 * TIMEOUT_MS);
+        waiter_clear(&w);
+
+        read_sync(f->st, 1, 10, &w);
+        assert_false(w.ok);
+        assert_null(w.entries);
+        assert_int_equal(w.count, 0);
+        assert_string_not_equal(w.why, "");
+        waiter_clear(&w);
+    }
+    struct mcstore_server_stats s = server_stats(f->st, 0);
+    assert_false(s.up);
+    assert_true(s.errors >= 9);
+    assert_int_equal(s.sets + s.hits, 0);
+    assert_int_equal(log_count("is down"), 1);
+}
+
+struct log_pending {
+    atomic_int calls[3][20];
+    atomic_int shutdowns;
+    atomic_int succeeded;
+};
+
+static void count_log_cb(atomic_int *slot, struct log_pending *p, bool ok, const char *why)
+{
+    if (why && strcmp(why, "shutdown") == 0)
+        atomic_fetch_add(&p->shutdowns, 1);
+    if (ok)
+        atomic_fetch_add(&p->succeeded, 1);
+    atomic_fetch_add(slot, 1);
+}
+
+static struct log_pending *pending_of; /* the test's; one test at a time */
+
+static void on_pending_append(void *ctx, bool ok, uint64_t n, const char *why)
+{
+    (void)n;
+    count_log_cb(ctx, pending_of, ok, why);
+}
+
+static void on_pending_version(void *ctx, bool ok, bool found, uint64_t v, const char *why)
+{
+    (void)found;
+    (void)v;
+    count_log_cb(ctx, pending_of, ok, why);
+}
+
+static void on_pending_read(void *ctx, bool ok, const struct mcstore_log_entry *e, size_t count,
+                            const char *why)
+{
+    if (e || count)
+        atomic_fetch_add(&pending_of->succeeded, 100); /* not when ok is false */
+    count_log_cb(ctx, pending_of, ok, why);
+}
+
+/* Log jobs still queued at mcstore_free() hear "shutdown", exactly once;
+ * past queue_max they are refused and counted. */
+static void test_log_free_with_pending(void **state)
+{
+    struct fx *f = *state;
+    int port = blackhole_port(f);
+    struct mcstore_server server = {.host = "127.0.0.1", .port = (unsigned)port};
+    struct mcstore_config cfg = config_for(&server, 1);
+    cfg.io_threads = 1;
+    cfg.queue_max = 50;
+    f->st = store_on(&port, 1, &cfg);
+
+    static struct log_pending p;
+    memset(&p, 0, sizeof(p));
+    pending_of = &p;
+    bool accepted[3][20];
+    int refused = 0;
+    for (int i = 0; i < 20; i++) {
+        accepted[0][i] =
+            mcstore_log_append(f->st, "purge", 5, 0, on_pending_append, &p.calls[0][i]);
+        accepted[1][i] = mcstore_log_version(f->st, on_pending_version, &p.calls[1][i]);
+        accepted[2][i] = mcstore_log_read(f->st, 1, 3, on_pending_read, &p.calls[2][i]);
+        refused += !accepted[0][i] + !accepted[1][i] + !accepted[2][i];
+    }
+    /* 50 queued at most, and the I/O thread may have taken one or two */
+    assert_true(refused >= 60 - 50 - 2 && refused <= 60 - 50);
+    assert_int_equal(server_stats(f->st, 0).dropped_reads, (uint64_t)refused);
+    int64_t t0 = mono_ms();
+    mcstore_free(&f->st);
+    assert_true(mono_ms() - t0 < 3 * TIMEOUT_MS + 500);
+    assert_true(atomic_load(&p.shutdowns) > 0);
+    assert_int_equal(atomic_load(&p.succeeded), 0);
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < 20; i++)
+            if (atomic_load(&p.calls[k][i]) != (accepted[k][i] ? 1 : 0))
+                fail_msg("job %d/%d called back %d times", k, i, atomic_load(&p.calls[k][i]));
+}
+
 /* ---- pure parts ------------------------------------------------------- */
 
 static void test_expiry(void **state)
@@ -1131,6 +1691,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_queue_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reads_before_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_append_read, setup_log, teardown),
+        cmocka_unit_test_setup_teardown(test_log_missing_entry, setup_log, teardown),
+        cmocka_unit_test_setup_teardown(test_log_version, setup_log, teardown),
+        cmocka_unit_test_setup_teardown(test_log_bad_args, setup_log, teardown),
+        cmocka_unit_test_setup_teardown(test_log_concurrent_appends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_server_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_free_with_pending, setup, teardown),
     };
     return cmocka_run_group_tests_name("cache/mcstore", tests, NULL, NULL);
 }

@@ -340,7 +340,7 @@ static void test_directive_in_wrong_context(void **state)
                  "in: main, route)");
     expect_error(LISTEN "log { listen *:1; }",
                  "t.conf:2:7: directive 'listen' is not allowed in the log context (only in: "
-                 "main)");
+                 "main, admin)");
 }
 
 static void test_block_shape(void **state)

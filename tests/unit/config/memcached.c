@@ -80,6 +80,7 @@ static void expect_defaults(const struct config_memcached *m)
     assert_int_equal(m->item_size, 1 * MIB - 1 * KIB);
     assert_int_equal(m->ttl_slack_ms, 60000);
     assert_int_equal(m->queue_max, 4096);
+    assert_int_equal(m->purge_sync_ms, 1000);
 }
 
 static void expect_server(const struct config_memcached_server *s, const char *host, unsigned port,
@@ -313,7 +314,7 @@ static void test_block_errors(void **state)
                        "(only in: cache)");
     expect_block_error(SERVER " listen 127.0.0.1:1;",
                        "t.conf:3:25: directive 'listen' is not allowed in the memcached context "
-                       "(only in: main)");
+                       "(only in: main, admin)");
     expect_block_error(SERVER " servers m:2;",
                        "t.conf:3:25: unknown directive 'servers' in the memcached context");
     expect_block_error(SERVER " memcached { }",
@@ -471,6 +472,64 @@ static void test_duration_errors(void **state)
     expect_block_error(SERVER " ttl_slack 1s 2s;", "t.conf:3:38: 'ttl_slack' takes 1 argument");
 }
 
+/* ---- purge_sync ---- */
+
+static void test_purge_sync(void **state)
+{
+    struct config *cfg;
+
+    (void)state;
+    cfg = load_block(SERVER " purge_sync 250ms;");
+    assert_int_equal(cfg->memcached.purge_sync_ms, 250);
+    config_release(&cfg);
+
+    /* the smallest and largest; a bare number is seconds */
+    cfg = load_block(SERVER " purge_sync 10ms;");
+    assert_int_equal(cfg->memcached.purge_sync_ms, 10);
+    config_release(&cfg);
+    cfg = load_block(SERVER " purge_sync 1h;");
+    assert_int_equal(cfg->memcached.purge_sync_ms, 3600000);
+    config_release(&cfg);
+    cfg = load_block(SERVER " purge_sync 3600000ms;");
+    assert_int_equal(cfg->memcached.purge_sync_ms, 3600000);
+    config_release(&cfg);
+    cfg = load_block(SERVER " purge_sync 5;");
+    assert_int_equal(cfg->memcached.purge_sync_ms, 5000);
+    config_release(&cfg);
+}
+
+static void test_purge_sync_errors(void **state)
+{
+    (void)state;
+    expect_block_error(SERVER " purge_sync 9ms;",
+                       "t.conf:3:36: duration '9ms' for 'purge_sync' is out of range (expected "
+                       "10ms to 1h)");
+    expect_block_error(SERVER " purge_sync 0;",
+                       "t.conf:3:36: duration '0' for 'purge_sync' is out of range (expected 10ms "
+                       "to 1h)");
+    expect_block_error(SERVER " purge_sync 61m;",
+                       "t.conf:3:36: duration '61m' for 'purge_sync' is out of range (expected "
+                       "10ms to 1h)");
+    expect_block_error(SERVER " purge_sync 3600001ms;",
+                       "t.conf:3:36: duration '3600001ms' for 'purge_sync' is out of range "
+                       "(expected 10ms to 1h)");
+    expect_block_error(SERVER " purge_sync 1d;",
+                       "t.conf:3:36: duration '1d' for 'purge_sync' is out of range (expected "
+                       "10ms to 1h)");
+    expect_block_error(SERVER " purge_sync 0.5s;",
+                       "t.conf:3:36: invalid duration '0.5s' for 'purge_sync' (expected a number "
+                       "with optional ms, s, m, h or d)");
+    expect_block_error(SERVER " purge_sync off;",
+                       "t.conf:3:36: invalid duration 'off' for 'purge_sync' (expected a number "
+                       "with optional ms, s, m, h or d)");
+    expect_block_error(SERVER " purge_sync 1s; purge_sync 2s;",
+                       "t.conf:3:40: duplicate 'purge_sync' (first at t.conf:3:25)");
+    expect_block_error(SERVER " purge_sync;", "t.conf:3:25: 'purge_sync' takes 1 argument");
+    expect_error(LISTEN "purge_sync 1s;",
+                 "t.conf:2:1: directive 'purge_sync' is not allowed in the main context (only "
+                 "in: memcached)");
+}
+
 /* ---- numbers and sizes ---- */
 
 static void test_io_threads_and_queue_max(void **state)
@@ -562,6 +621,7 @@ static const char full_block[] = LISTEN "memcached {\n"
                                         "    item_size 512k;\n"
                                         "    ttl_slack 2m;\n"
                                         "    queue_max 10000;\n"
+                                        "    purge_sync 2s;\n"
                                         "}\n";
 
 static void test_full_block(void **state)
@@ -586,6 +646,7 @@ static void test_full_block(void **state)
     assert_int_equal(m->item_size, 512 * KIB);
     assert_int_equal(m->ttl_slack_ms, 120000);
     assert_int_equal(m->queue_max, 10000);
+    assert_int_equal(m->purge_sync_ms, 2000);
     config_release(&cfg);
 }
 
@@ -599,7 +660,7 @@ static void test_errors_free_everything(void **state)
      * allocation (run under valgrind/ASan) */
     snprintf(text, sizeof text, "%sbogus;\n", full_block);
     assert_null(config_load_string("t.conf", text, err, sizeof err));
-    assert_string_equal(err, "t.conf:14:1: unknown directive 'bogus' in the main context");
+    assert_string_equal(err, "t.conf:15:1: unknown directive 'bogus' in the main context");
     assert_null(config_load_string("t.conf",
                                    LISTEN "memcached { server a:1; prefix p; server b:2; "
                                           "prefix q; }",
@@ -629,6 +690,8 @@ int main(void)
         cmocka_unit_test(test_prefix_errors),
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_duration_errors),
+        cmocka_unit_test(test_purge_sync),
+        cmocka_unit_test(test_purge_sync_errors),
         cmocka_unit_test(test_io_threads_and_queue_max),
         cmocka_unit_test(test_item_size),
         cmocka_unit_test(test_full_block),
