@@ -270,6 +270,13 @@ bool config_route_cache_authorized(struct config_loader *ld, const struct conf_d
 
 bool config_route_tags_header(struct config_loader *ld, const struct conf_directive *d, void *obj)
 {
+    if (d->nargs == 2) {
+        if (strcmp(d->args[1].text, "keep") != 0)
+            return loader_error(ld, &d->args[1].pos,
+                                "expected 'keep' after the header name of 'tags_header', not '%s'",
+                                d->args[1].text);
+        policy(obj)->tags_keep = true;
+    }
     return header_name(ld, &d->args[0], d->name.text, &policy(obj)->tags_header);
 }
 

@@ -129,7 +129,9 @@ struct config_cache_policy {
     size_t nkey_cookies;
     bool cache_cookies;                  /* `cache_cookies on|off;` default off */
     bool cache_authorized;               /* `cache_authorized on|off;` default off */
-    char *tags_header;                   /* `tags_header NAME;` default "Surrogate-Key" */
+    char *tags_header;                   /* `tags_header NAME [keep];` default "Surrogate-Key" */
+    bool tags_keep;                      /*   keep: clients see the tags header (and
+                                          * Cache-Tag); default: both are removed */
     enum client_cache_control client_cc; /* `client_cache_control ...;` default safe */
     bool coalesce;                       /* `coalesce on|off|cluster;` default on */
     bool coalesce_cluster;               /* `coalesce cluster;` (implies coalesce): before

@@ -68,7 +68,7 @@
     X(ROUTE, "key", 0, 0, BLOCK, ONCE, config_route_key)                                           \
     X(ROUTE, "cache_cookies", 1, 1, VALUE, ONCE, config_route_cache_cookies)                       \
     X(ROUTE, "cache_authorized", 1, 1, VALUE, ONCE, config_route_cache_authorized)                 \
-    X(ROUTE, "tags_header", 1, 1, VALUE, ONCE, config_route_tags_header)                           \
+    X(ROUTE, "tags_header", 1, 2, VALUE, ONCE, config_route_tags_header)                           \
     X(ROUTE, "client_cache_control", 1, 1, VALUE, ONCE, config_route_client_cache_control)         \
     X(ROUTE, "coalesce", 1, 1, VALUE, ONCE, config_route_coalesce)                                 \
     X(ROUTE, "coalesce_timeout", 1, 1, VALUE, ONCE, config_route_coalesce_timeout)                 \

@@ -1038,11 +1038,23 @@ bool cache_req_stale_on_error(struct cache_req *cr, int status)
     return true;
 }
 
+/* The tags fields are for the cache, not for clients (unless `keep`). */
+static bool is_tags_field(const struct config_cache_policy *p, const char *base,
+                          struct http_span name)
+{
+    if (p->tags_keep)
+        return false;
+    return http_span_is(base, name, "cache-tag") ||
+           (p->tags_header && http_span_is(base, name, p->tags_header));
+}
+
 bool cache_req_forwards_field(const struct cache_req *cr, const char *base,
                               const struct http_field *f)
 {
     if (!cr->policy || !cr->policy->enabled)
         return true;
+    if (is_tags_field(cr->policy, base, f->name))
+        return false;
     return !http_span_is(base, f->name, "cdn-cache-control") &&
            !http_span_is(base, f->name, "surrogate-control") && !http_span_is(base, f->name, "age");
 }
@@ -1050,11 +1062,12 @@ bool cache_req_forwards_field(const struct cache_req *cr, const char *base,
 /* The header block an object replays: what the client would get, minus
  * Set-Cookie (never stored), the targeted cache fields, Age (recomputed)
  * and the framing fields (the object knows its length). */
-static void stored_head(struct buf *out, const char *base, const struct http_head *resp)
+static void stored_head(struct buf *out, const struct config_cache_policy *p, const char *base,
+                        const struct http_head *resp)
 {
     for (unsigned i = 0; i < resp->nfields; i++) {
         const struct http_field *f = &resp->fields[i];
-        if (!http_field_forwardable(base, resp, f))
+        if (!http_field_forwardable(base, resp, f) || is_tags_field(p, base, f->name))
             continue;
         if (http_span_is(base, f->name, "set-cookie") || http_span_is(base, f->name, "age") ||
             http_span_is(base, f->name, "cdn-cache-control") ||
@@ -1157,7 +1170,7 @@ static void start_fill(struct cache_req *cr, const char *rbase, const struct htt
         .tags = tags,
         .ntags = ntags,
     };
-    stored_head(&head, base, resp);
+    stored_head(&head, p, base, resp);
     if (slen >= sizeof secondary || vary.oom || head.oom) {
         cr->detail = "vary-too-large";
     } else {
@@ -1282,11 +1295,12 @@ static void head_parse_block(const char *p, size_t n, struct http_head *h)
 /* RFC 9111 3.2 and 4.3.4: the stored head, with every field the 304 sends
  * replacing the stored one of that name (Content-Length, Set-Cookie, Age
  * and the targeted fields excepted). */
-static void merge_head(struct buf *out, const struct cache_object *old, const char *base,
+static void merge_head(struct buf *out, const struct config_cache_policy *policy,
+                       const struct cache_object *old, const char *base,
                        const struct http_head *resp)
 {
     struct buf fresh = {0};
-    stored_head(&fresh, base, resp);
+    stored_head(&fresh, policy, base, resp);
     struct http_head fh = {0};
     head_parse_block(fresh.data ? fresh.data : "", fresh.len, &fh);
     const char *p = old->head;
@@ -1316,7 +1330,7 @@ static struct cache_object *refresh_object(struct cache_req *cr, const char *bas
 {
     const struct cache_object *old = cr->stale;
     struct buf head = {0};
-    merge_head(&head, old, base, resp);
+    merge_head(&head, cr->policy, old, base, resp);
     struct http_head mh = {0};
     head_parse_block(head.data ? head.data : "", head.len, &mh);
     mh.status = old->status;

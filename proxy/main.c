@@ -20,6 +20,7 @@
 #include "cache/memstore.h"
 #include "config/config.h"
 #include "proxy/admin.h"
+#include "proxy/adminclient.h"
 #include "proxy/cachepath.h"
 #include "proxy/coalesce.h"
 #include "proxy/listener.h"
@@ -47,6 +48,9 @@ struct tessera {
 static void usage(FILE *out)
 {
     fprintf(out, "usage: tessera [-c FILE] [-t] [-h] [-V]\n"
+                 "       tessera purge [-c FILE] [--soft] URL | --prefix P | --regex R |"
+                 " --tag T | --all\n"
+                 "       tessera stats [-c FILE] [--json]\n"
                  "  -c FILE  configuration file (default " TESSERA_DEFAULT_CONF ")\n"
                  "  -t       check the configuration and exit (0: valid, 1: not)\n"
                  "  -h       this help\n"
@@ -289,6 +293,8 @@ int main(int argc, char **argv)
     const char *path = TESSERA_DEFAULT_CONF;
     bool test_only = false;
     int opt;
+    if (argc > 1 && (strcmp(argv[1], "purge") == 0 || strcmp(argv[1], "stats") == 0))
+        return adminclient_main(argc - 1, argv + 1, path);
     while ((opt = getopt(argc, argv, "c:thV")) != -1) {
         switch (opt) {
         case 'c':
