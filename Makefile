@@ -132,8 +132,9 @@ fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	    name=$$(basename $$t .c); \
 	    clang -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -I. -I$(LLHTTP_INC) \
-	        $$t $(FUZZ_SRCS) -lxxhash -lpcre2-8 -lmemcached -o $(BUILD)/fuzz/$$name || exit 1; \
-	    mkdir -p $(BUILD)/fuzz/$$name.out; \
+	        $$t $(FUZZ_SRCS) -lxxhash -lpcre2-8 -lmemcached -lz -lbrotlienc -lbrotlidec -lzstd -lm \
+	        -o $(BUILD)/fuzz/$$name || exit 1; \
+	    mkdir -p $(BUILD)/fuzz/$$name.out tests/fuzz/corpus/$$name; \
 	    echo "fuzzing $$name for $(FUZZ_SECONDS) s"; \
 	    $(BUILD)/fuzz/$$name -max_total_time=$(FUZZ_SECONDS) $(BUILD)/fuzz/$$name.out \
 	        tests/fuzz/corpus/$$name || exit 1; \

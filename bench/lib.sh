@@ -97,10 +97,10 @@ wait_http() {
     return 1
 }
 
-# listen_port PID: the 127.0.0.1 TCP port PID listens on (empty if none)
+# listen_port PID [NOT]: the 127.0.0.1 TCP port PID listens on, other than NOT (empty if none)
 listen_port() {
-    ss -Hltnp | awk -v p="pid=$1," \
-        'index($0, p) && $4 ~ /^127\.0\.0\.1:/ { sub(/.*:/, "", $4); print $4; exit }'
+    ss -Hltnp | awk -v p="pid=$1," -v not="${2:-}" \
+        'index($0, p) && $4 ~ /^127\.0\.0\.1:/ { sub(/.*:/, "", $4); if ($4 != not) { print $4; exit } }'
 }
 
 # ---- the origin and tessera -----------------------------------------------------------------
@@ -131,7 +131,7 @@ start_tessera() {
     pids+=("$tessera_pid")
     TESSERA_PORT=
     for i in $(seq 100); do   # port 0: ask the kernel which port the process got
-        TESSERA_PORT=$(listen_port "$tessera_pid")
+        TESSERA_PORT=$(listen_port "$tessera_pid" "${ADMIN_PORT:-}")
         [ -n "$TESSERA_PORT" ] && break
         kill -0 "$tessera_pid" 2>/dev/null || break
         sleep 0.1
