@@ -339,7 +339,8 @@ size_t ban_list_expire(struct ban_list *list, int64_t before_ms)
         k++;
     for (size_t i = 0; i < k; i++)
         ban_free(list->bans[i]);
-    memmove(list->bans, list->bans + k, (list->n - k) * sizeof *list->bans);
+    if (k > 0 && k < list->n)
+        memmove(list->bans, list->bans + k, (list->n - k) * sizeof *list->bans);
     list->n -= k;
     pthread_rwlock_unlock(&list->lock);
     return k;

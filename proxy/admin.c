@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -164,7 +165,7 @@ static bool token_equal(const char *given, size_t glen, const char *want, size_t
 }
 
 /* One line per second at most for refused requests; the rest are counted. */
-static void log_denied(struct admin *a, const struct admin_conn *c, const char *why)
+static void log_denied(struct admin *a, const char *peer, const char *why)
 {
     double now = ev_now(a->loop);
     if (now - a->denied_log_at < 1.0) {
@@ -172,10 +173,10 @@ static void log_denied(struct admin *a, const struct admin_conn *c, const char *
         return;
     }
     if (a->denied_quiet)
-        log_warn("admin: %s from %s (and %u more refused in the last second)", why, c->peer,
+        log_warn("admin: %s from %s (and %u more refused in the last second)", why, peer,
                  a->denied_quiet);
     else
-        log_warn("admin: %s from %s", why, c->peer);
+        log_warn("admin: %s from %s", why, peer);
     a->denied_log_at = now;
     a->denied_quiet = 0;
 }
@@ -188,7 +189,7 @@ static bool authorized(struct admin_conn *c)
     const char *v = c->auth.data;
     size_t n = c->auth.len;
     if (!v || n < 7 || strncasecmp(v, "Bearer ", 7) != 0) {
-        log_denied(c->a, c, "request without a bearer token");
+        log_denied(c->a, c->peer, "request without a bearer token");
         respond_error(c, 401, "WWW-Authenticate: Bearer\r\n", "a bearer token is required");
         return false;
     }
@@ -199,7 +200,7 @@ static bool authorized(struct admin_conn *c)
         n--;
     }
     if (!ad->token || !token_equal(v, n, ad->token, strlen(ad->token))) {
-        log_denied(c->a, c, "request with a wrong token");
+        log_denied(c->a, c->peer, "request with a wrong token");
         respond_error(c, 401, "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n",
                       "invalid token");
         return false;
@@ -808,6 +809,21 @@ static void peer_text(const struct sockaddr_storage *ss, char *out, size_t cap)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, (socklen_t)cap);
 }
 
+/* Answer a connection we do not serve, without reading it, and close it. */
+static void refuse(int fd, int status, const char *why)
+{
+    char body[128], head[256];
+    int blen = snprintf(body, sizeof body, "{\"error\":\"%s\"}\n", why);
+    int hlen = snprintf(head, sizeof head,
+                        "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                        "Content-Length: %d\r\nConnection: close\r\n\r\n",
+                        status, http_reason_phrase(status), blen);
+    struct iovec iov[2] = {{head, (size_t)hlen}, {body, (size_t)blen}};
+    ssize_t ignored = writev(fd, iov, 2); /* best effort: the socket is new and empty */
+    (void)ignored;
+    close(fd);
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
@@ -821,20 +837,13 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         char peer[INET6_ADDRSTRLEN] = "?";
         peer_text(&ss, peer, sizeof peer);
         const struct config_admin *ad = &a->cfg->admin;
-        if (a->nconns >= ADMIN_MAX_CONNS ||
-            !config_cidr_match(ad->allow, ad->nallow, (struct sockaddr *)&ss)) {
-            static const char forbidden[] =
-                "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\n"
-                "Content-Length: 34\r\nConnection: close\r\n\r\n"
-                "{\"error\":\"address not allowed\"}\r\n\n";
-            struct admin_conn fake = {.peer = ""};
-            snprintf(fake.peer, sizeof fake.peer, "%s", peer);
-            log_denied(a, &fake,
-                       a->nconns >= ADMIN_MAX_CONNS ? "connection over the admin limit"
-                                                    : "connection from an address not allowed");
-            ssize_t ignored = write(fd, forbidden, sizeof forbidden - 1);
-            (void)ignored;
-            close(fd);
+        bool busy = a->nconns >= ADMIN_MAX_CONNS;
+        if (busy || !config_cidr_match(ad->allow, ad->nallow, (struct sockaddr *)&ss)) {
+            refuse(fd, busy ? 503 : 403,
+                   busy ? "too many admin connections" : "address not allowed");
+            log_denied(a, peer,
+                       busy ? "connection over the admin limit"
+                            : "connection from an address not allowed");
             continue;
         }
         struct admin_conn *c = calloc(1, sizeof *c);
