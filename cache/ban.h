@@ -3,7 +3,11 @@
  *
  * A purge by prefix, regex, tag, key or "all" does not walk the stores at
  * once: it becomes a ban, a rule with a time.  An object stored before a
- * ban's time that the ban matches is gone (or, for a soft ban, stale) from
+ * ban's time (strictly: stored_at < time_ms; the purger gives a ban the
+ * millisecond after the one it was made in, and answers only once the
+ * clock has reached it, so an object stored before the purge is always
+ * before it and one stored after the answer never is) that the ban
+ * matches is gone (or, for a soft ban, stale) from
  * then on; objects stored after it are not touched.  Lookups check every
  * object they find against the list (ban_check()), so a ban also covers
  * objects that come back from memcached, or that a fill in flight stores

@@ -1122,6 +1122,15 @@ static bool parse_content_length(const char *base, const struct http_head *h, ui
     return true;
 }
 
+/* The real clock, not the loop's cached one: purges compare an object's
+ * stored_at with the time they were made (cache/ban.h). */
+static int64_t wall_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void start_fill(struct cache_req *cr, const char *rbase, const struct http_head *req,
                        const char *base, const struct http_head *resp,
                        const struct cache_response_facts *rf, int64_t now_ms)
@@ -1161,7 +1170,7 @@ static void start_fill(struct cache_req *cr, const char *rbase, const struct htt
         .lifetime = lifetime,
         .stale_while_revalidate = of.stale_while_revalidate_ms,
         .stale_if_error = of.stale_if_error_ms,
-        .stored_at = now_ms,
+        .stored_at = wall_clock_ms(),
         .no_cache = of.no_cache,
         .must_revalidate = of.must_revalidate,
         .etag = etag ? base + etag->value.off : NULL,
@@ -1358,7 +1367,7 @@ static struct cache_object *refresh_object(struct cache_req *cr, const char *bas
         .lifetime = lifetime,
         .stale_while_revalidate = of.stale_while_revalidate_ms,
         .stale_if_error = of.stale_if_error_ms,
-        .stored_at = now_ms,
+        .stored_at = wall_clock_ms(),
         .no_cache = of.no_cache,
         .must_revalidate = of.must_revalidate,
         .etag = etag ? head.data + etag->value.off : old->etag,

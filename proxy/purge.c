@@ -442,8 +442,16 @@ bool purger_purge(struct purger *p, struct ban_spec *spec, struct purge_result *
                   size_t errlen)
 {
     memset(res, 0, sizeof *res);
-    if (spec->time_ms == 0)
-        spec->time_ms = now_ms();
+    if (spec->time_ms == 0) {
+        /* The next millisecond, reached before we answer: whatever was
+         * stored until now is before it, whatever is stored after our
+         * answer is not (objects are stamped with the real clock). */
+        spec->time_ms = now_ms() + 1;
+        while (now_ms() < spec->time_ms) {
+            struct timespec nap = {0, 100 * 1000};
+            nanosleep(&nap, NULL);
+        }
+    }
     if (!apply(p, spec, res, err, errlen))
         return false;
     if (!p->mc)
