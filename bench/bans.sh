@@ -17,14 +17,7 @@ start_origin
 NBANS=${BENCH_BANS:-10000}
 ADMIN_PORT=$(free_port) || die "no free loopback port"
 
-cat >"$TMP/tessera.conf" <<EOF
-listen 127.0.0.1:0;
-workers $WORKERS;
-drain_timeout 1s;
-backend origin {
-    server 127.0.0.1:$ORIGIN_PORT;
-    keepalive 64;
-}
+{ tessera_conf_common; cat <<EOF; } >"$TMP/tessera.conf"
 route /bench/ {
     backend origin;
     cache on;

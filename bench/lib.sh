@@ -121,6 +121,20 @@ start_origin() {
 }
 origin_count() { curl -s --max-time 5 "http://127.0.0.1:$ORIGIN_PORT/__count"; }
 
+# tessera_conf_common: the lines every bench config of tessera starts with (listen on a port
+# the kernel picks, workers, the origin as backend `origin`)
+tessera_conf_common() {
+    cat <<EOF
+listen 127.0.0.1:0;
+workers $WORKERS;
+drain_timeout 1s;
+backend origin {
+    server 127.0.0.1:$ORIGIN_PORT;
+    keepalive 64;
+}
+EOF
+}
+
 # start_tessera: runs tessera on $TMP/tessera.conf (which listens on 127.0.0.1:0);
 # sets tessera_pid and TESSERA_PORT
 start_tessera() {

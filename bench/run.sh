@@ -24,14 +24,7 @@ make_tmp
 start_origin
 
 # ---- 2a. tessera ----------------------------------------------------------------------------
-cat >"$TMP/tessera.conf" <<EOF
-listen 127.0.0.1:0;
-workers $WORKERS;
-drain_timeout 1s;
-backend origin {
-    server 127.0.0.1:$ORIGIN_PORT;
-    keepalive 64;
-}
+{ tessera_conf_common; cat <<EOF; } >"$TMP/tessera.conf"
 route /bench/ {
     backend origin;
     cache on;

@@ -3,10 +3,11 @@
  *
  * The list is an array of bans in id order.  Ids increase with each add,
  * so the bans an object has not seen are a suffix of the array, found by
- * binary search on its cursor.  Expiry drops a prefix: a ban's time is the
- * caller's "now" when it is added, so times follow ids.
+ * binary search on its cursor.  Expiry may drop bans anywhere in the array
+ * (other nodes' bans carry their own times), keeping the order of the rest.
  */
 #include "cache/ban.h"
+#include "cache/wire.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -56,14 +57,23 @@ const char *ban_kind_name(enum ban_kind kind)
 struct ban_list *ban_list_new(void)
 {
     struct ban_list *list = calloc(1, sizeof *list);
+    pthread_rwlockattr_t attr;
     if (!list)
         return NULL;
-    if (pthread_rwlock_init(&list->lock, NULL) != 0) {
-        free(list);
-        return NULL;
-    }
+    /* Lookups take the read lock all the time; glibc's default prefers
+     * readers, and a stream of them would keep a purge out for good. */
+    if (pthread_rwlockattr_init(&attr) != 0)
+        goto fail;
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    int rc = pthread_rwlock_init(&list->lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    if (rc != 0)
+        goto fail;
     atomic_init(&list->next_id, 1);
     return list;
+fail:
+    free(list);
+    return NULL;
 }
 
 static void ban_free(struct ban *b)
@@ -294,7 +304,7 @@ enum ban_verdict ban_check(struct ban_list *list, struct cache_object *obj)
     pcre2_match_data *md = NULL;
     bool soft = false, gone = false;
     pthread_rwlock_rdlock(&list->lock);
-    uint64_t newest = list->n ? list->bans[list->n - 1]->id : seen;
+    uint64_t newest = atomic_load(&list->next_id) - 1; /* expired ones included */
     for (size_t i = first_unseen(list, seen); i < list->n && !gone; i++) {
         const struct ban *b = list->bans[i];
         if (obj->stored_at >= b->time_ms || !ban_match(b, obj, &md))
@@ -334,35 +344,24 @@ uint64_t ban_list_newest_id(struct ban_list *list)
 size_t ban_list_expire(struct ban_list *list, int64_t before_ms)
 {
     pthread_rwlock_wrlock(&list->lock);
-    size_t k = 0;
-    while (k < list->n && list->bans[k]->time_ms <= before_ms)
-        k++;
-    for (size_t i = 0; i < k; i++)
-        ban_free(list->bans[i]);
-    if (k > 0 && k < list->n)
-        memmove(list->bans, list->bans + k, (list->n - k) * sizeof *list->bans);
-    list->n -= k;
+    size_t kept = 0, gone = 0;
+    /* Times mostly follow ids, but bans from other nodes carry their own
+     * time: look at every ban, keep the order of the rest. */
+    for (size_t i = 0; i < list->n; i++) {
+        if (list->bans[i]->time_ms <= before_ms) {
+            ban_free(list->bans[i]);
+            gone++;
+        } else {
+            list->bans[kept++] = list->bans[i];
+        }
+    }
+    list->n = kept;
     pthread_rwlock_unlock(&list->lock);
-    return k;
+    return gone;
 }
 
 /* ---- records: "TBAN" 1 | kind | soft | time (8, LE) | host len (2) host | pattern len (4) pattern
  */
-
-static unsigned char *put_le(unsigned char *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        *p++ = (unsigned char)(v >> (8 * i));
-    return p;
-}
-
-static uint64_t get_le(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
 
 size_t ban_encode(const struct ban_spec *spec, unsigned char *out, size_t cap)
 {
@@ -377,12 +376,12 @@ size_t ban_encode(const struct ban_spec *spec, unsigned char *out, size_t cap)
     *p++ = 1;
     *p++ = (unsigned char)spec->kind;
     *p++ = spec->soft ? 1 : 0;
-    p = put_le(p, (uint64_t)spec->time_ms, 8);
-    p = put_le(p, host_len, 2);
+    p = wire_put_le(p, (uint64_t)spec->time_ms, 8);
+    p = wire_put_le(p, host_len, 2);
     if (host_len)
         memcpy(p, spec->host, host_len);
     p += host_len;
-    p = put_le(p, spec->pattern_len, 4);
+    p = wire_put_le(p, spec->pattern_len, 4);
     if (spec->pattern_len)
         memcpy(p, spec->pattern, spec->pattern_len);
     p += spec->pattern_len;
@@ -398,16 +397,16 @@ bool ban_decode(const unsigned char *p, size_t len, struct ban_spec *spec)
     memset(spec, 0, sizeof *spec);
     spec->kind = (enum ban_kind)p[5];
     spec->soft = p[6] == 1;
-    spec->time_ms = (int64_t)get_le(p + 7, 8);
+    spec->time_ms = (int64_t)wire_get_le(p + 7, 8);
     p += 15;
-    size_t host_len = (size_t)get_le(p, 2);
+    size_t host_len = (size_t)wire_get_le(p, 2);
     p += 2;
     if (host_len > BAN_HOST_MAX || (size_t)(end - p) < host_len + 4)
         return false;
     spec->host = host_len ? (const char *)p : NULL;
     spec->host_len = host_len;
     p += host_len;
-    size_t pattern_len = (size_t)get_le(p, 4);
+    size_t pattern_len = (size_t)wire_get_le(p, 4);
     p += 4;
     if (pattern_len > BAN_PATTERN_MAX || (size_t)(end - p) != pattern_len)
         return false;

@@ -15,6 +15,7 @@
  * reference handed to the caller (decode).
  */
 #include "cache/codec.h"
+#include "cache/wire.h"
 
 #include "cache/key.h"
 
@@ -38,37 +39,7 @@ static const char CHUNK_MAGIC[3] = {'T', 'S', 'C'};
 /* body length, body hash, chunk count, chunk size */
 #define FIXED_TAIL_LEN ((size_t)8 + 8 + 4 + 4)
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- little-endian integers ---- */
-
-static uint64_t get_le(const unsigned char *p, unsigned n)
-{
-    uint64_t v = 0;
-
-    for (unsigned i = n; i-- > 0;)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static unsigned char *put_le(unsigned char *p, uint64_t v, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++, v >>= 8)
-        p[i] = (unsigned char)(v & 0xff);
-    return p + n;
-}
 
 static unsigned char *put_bytes(unsigned char *p, const void *s, size_t len)
 {
@@ -79,7 +50,7 @@ static unsigned char *put_bytes(unsigned char *p, const void *s, size_t len)
 
 static unsigned char *put_string(unsigned char *p, const char *s, size_t len)
 {
-    return put_bytes(put_le(p, len, 4), s, len);
+    return put_bytes(wire_put_le(p, len, 4), s, len);
 }
 
 /* ---- a cursor over untrusted bytes ---- */
@@ -95,10 +66,10 @@ struct reader {
 static bool read_uint(struct reader *r, unsigned n, uint64_t *v, const char *what)
 {
     if (r->left < n) {
-        set_err(r->err, r->errlen, "truncated at %s", what);
+        wire_err(r->err, r->errlen, "truncated at %s", what);
         return false;
     }
-    *v = get_le(r->p, n);
+    *v = wire_get_le(r->p, n);
     r->p += n;
     r->left -= n;
     return true;
@@ -124,7 +95,7 @@ static bool read_string(struct reader *r, const char **s, size_t *len, const cha
     if (!read_uint(r, 4, &n, what))
         return false;
     if (n > r->left) {
-        set_err(r->err, r->errlen, "%s length overflows", what);
+        wire_err(r->err, r->errlen, "%s length overflows", what);
         return false;
     }
     *s = (const char *)r->p;
@@ -155,15 +126,15 @@ static bool parse_item0(const void *item0, size_t len, struct parsed *out, char 
 
     memset(out, 0, sizeof *out);
     if (!item0) {
-        set_err(err, errlen, "item 0 missing");
+        wire_err(err, errlen, "item 0 missing");
         return false;
     }
     if (len < sizeof ITEM0_MAGIC) {
-        set_err(err, errlen, "truncated at magic");
+        wire_err(err, errlen, "truncated at magic");
         return false;
     }
     if (memcmp(item0, ITEM0_MAGIC, sizeof ITEM0_MAGIC) != 0) {
-        set_err(err, errlen, "bad magic");
+        wire_err(err, errlen, "bad magic");
         return false;
     }
     r.p += sizeof ITEM0_MAGIC;
@@ -171,14 +142,14 @@ static bool parse_item0(const void *item0, size_t len, struct parsed *out, char 
     if (!read_uint(&r, 1, &v, "version"))
         return false;
     if (v != CACHE_CODEC_VERSION) {
-        set_err(err, errlen, "version %u unsupported", (unsigned)v);
+        wire_err(err, errlen, "version %u unsupported", (unsigned)v);
         return false;
     }
     h->version = (unsigned)v;
     if (!read_uint(&r, 1, &v, "flags"))
         return false;
     if (v & ~(uint64_t)FLAGS_KNOWN) {
-        set_err(err, errlen, "bad flags 0x%02x", (unsigned)v);
+        wire_err(err, errlen, "bad flags 0x%02x", (unsigned)v);
         return false;
     }
     m->no_cache = v & FLAG_NO_CACHE;
@@ -186,7 +157,7 @@ static bool parse_item0(const void *item0, size_t len, struct parsed *out, char 
     if (!read_uint(&r, 2, &v, "status"))
         return false;
     if (v < 100 || v > 999) {
-        set_err(err, errlen, "bad status %u", (unsigned)v);
+        wire_err(err, errlen, "bad status %u", (unsigned)v);
         return false;
     }
     m->status = (int)v;
@@ -203,7 +174,7 @@ static bool parse_item0(const void *item0, size_t len, struct parsed *out, char 
     if (!read_string(&r, &m->primary_key, &m->primary_len, "primary key"))
         return false;
     if (m->primary_len == 0) { /* the builder requires one */
-        set_err(err, errlen, "empty primary key");
+        wire_err(err, errlen, "empty primary key");
         return false;
     }
     if (!read_string(&r, &m->secondary_key, &m->secondary_len, "secondary key") ||
@@ -213,7 +184,7 @@ static bool parse_item0(const void *item0, size_t len, struct parsed *out, char 
     /* Each tag takes at least its 4-byte length: this bounds the table the
      * decoder will allocate by the size of the item. */
     if (ntags > r.left / 4) {
-        set_err(err, errlen, "tag count overflows");
+        wire_err(err, errlen, "tag count overflows");
         return false;
     }
     out->tags_at = r.p;
@@ -231,7 +202,7 @@ static bool parse_item0(const void *item0, size_t len, struct parsed *out, char 
         return false;
 #if SIZE_MAX < UINT64_MAX
     if (h->body_len > SIZE_MAX) {
-        set_err(err, errlen, "body length overflows");
+        wire_err(err, errlen, "body length overflows");
         return false;
     }
 #endif
@@ -246,31 +217,31 @@ static bool parse_item0(const void *item0, size_t len, struct parsed *out, char 
      * many chunk-size chunks as it takes (see the layout in codec.h). */
     if (nchunks == 0) {
         if (chunk_size != 0) {
-            set_err(err, errlen, "bad chunk size");
+            wire_err(err, errlen, "bad chunk size");
             return false;
         }
         if (h->body_len != h->body_in_item0) {
-            set_err(err, errlen, "body length mismatch");
+            wire_err(err, errlen, "body length mismatch");
             return false;
         }
     } else {
         if (nchunks > CACHE_CODEC_MAX_CHUNKS) {
-            set_err(err, errlen, "chunk count %u too large", (unsigned)nchunks);
+            wire_err(err, errlen, "chunk count %u too large", (unsigned)nchunks);
             return false;
         }
         if (chunk_size == 0) {
-            set_err(err, errlen, "bad chunk size");
+            wire_err(err, errlen, "bad chunk size");
             return false;
         }
         /* 64-bit sums of values below 2^32 and a size_t: cannot wrap. */
         if ((uint64_t)len != chunk_size + CACHE_CODEC_CHUNK_OVERHEAD ||
             h->body_in_item0 >= h->body_len) {
-            set_err(err, errlen, "body length mismatch");
+            wire_err(err, errlen, "body length mismatch");
             return false;
         }
         uint64_t rest = h->body_len - h->body_in_item0;
         if (rest / chunk_size + (rest % chunk_size != 0) != nchunks) {
-            set_err(err, errlen, "chunk count mismatch");
+            wire_err(err, errlen, "chunk count mismatch");
             return false;
         }
     }
@@ -306,34 +277,34 @@ static bool check_chunk(const struct parsed *p, const struct cache_codec_view *i
     const unsigned char *c = item->data;
 
     if (!c) {
-        set_err(err, errlen, "chunk %u missing", (unsigned)index);
+        wire_err(err, errlen, "chunk %u missing", (unsigned)index);
         return false;
     }
     if (item->len < CACHE_CODEC_CHUNK_OVERHEAD) {
-        set_err(err, errlen, "chunk %u truncated", (unsigned)index);
+        wire_err(err, errlen, "chunk %u truncated", (unsigned)index);
         return false;
     }
     if (memcmp(c, CHUNK_MAGIC, sizeof CHUNK_MAGIC) != 0) {
-        set_err(err, errlen, "chunk %u bad magic", (unsigned)index);
+        wire_err(err, errlen, "chunk %u bad magic", (unsigned)index);
         return false;
     }
     if (c[3] != CACHE_CODEC_VERSION) {
-        set_err(err, errlen, "chunk %u version %u unsupported", (unsigned)index, c[3]);
+        wire_err(err, errlen, "chunk %u version %u unsupported", (unsigned)index, c[3]);
         return false;
     }
     /* Duplicated and reordered chunks carry another index. */
-    if (get_le(c + 4, 4) != index) {
-        set_err(err, errlen, "chunk %u out of order", (unsigned)index);
+    if (wire_get_le(c + 4, 4) != index) {
+        wire_err(err, errlen, "chunk %u out of order", (unsigned)index);
         return false;
     }
-    if (get_le(c + 8, 8) != p->h.check) {
-        set_err(err, errlen, "chunk %u from another object", (unsigned)index);
+    if (wire_get_le(c + 8, 8) != p->h.check) {
+        wire_err(err, errlen, "chunk %u from another object", (unsigned)index);
         return false;
     }
     size_t n = item->len - CACHE_CODEC_CHUNK_OVERHEAD;
     uint64_t want = *rest < p->h.chunk_size ? *rest : p->h.chunk_size;
     if (n != want) {
-        set_err(err, errlen, "chunk %u body length mismatch", (unsigned)index);
+        wire_err(err, errlen, "chunk %u body length mismatch", (unsigned)index);
         return false;
     }
     *rest -= n;
@@ -350,7 +321,7 @@ static bool check_body(const struct parsed *p, const struct cache_codec_view *it
     uint64_t rest = p->h.body_len - p->h.body_in_item0;
 
     if (nitems > (size_t)p->h.nchunks + 1) {
-        set_err(err, errlen, "%zu items for %u chunks", nitems, (unsigned)p->h.nchunks);
+        wire_err(err, errlen, "%zu items for %u chunks", nitems, (unsigned)p->h.nchunks);
         return false;
     }
     XXH3_64bits_reset(&state);
@@ -367,11 +338,11 @@ static bool check_body(const struct parsed *p, const struct cache_codec_view *it
     /* parse_item0 matched the chunk count to the body length, and each
      * chunk took min(rest, chunk size), so nothing can be left over. */
     if (rest != 0) {
-        set_err(err, errlen, "body length mismatch");
+        wire_err(err, errlen, "body length mismatch");
         return false;
     }
     if (XXH3_64bits_digest(&state) != p->h.body_hash) {
-        set_err(err, errlen, "body hash mismatch");
+        wire_err(err, errlen, "body hash mismatch");
         return false;
     }
     return true;
@@ -390,18 +361,18 @@ struct cache_object *cache_codec_decode(const struct cache_codec_view *items, si
     struct cache_object *obj;
 
     if (nitems == 0 || !items) {
-        set_err(err, errlen, "item 0 missing");
+        wire_err(err, errlen, "item 0 missing");
         goto fail;
     }
     if (!parse_item0(items[0].data, items[0].len, &p, err, errlen))
         goto fail;
     if (p.meta.primary_len != key_len || memcmp(p.meta.primary_key, expect_key, key_len) != 0) {
-        set_err(err, errlen, "key mismatch");
+        wire_err(err, errlen, "key mismatch");
         goto fail;
     }
     if (p.h.body_len > max_body) {
-        set_err(err, errlen, "body length %llu over %zu", (unsigned long long)p.h.body_len,
-                max_body);
+        wire_err(err, errlen, "body length %llu over %zu", (unsigned long long)p.h.body_len,
+                 max_body);
         goto fail;
     }
     if (!check_body(&p, items, nitems, err, errlen))
@@ -437,7 +408,7 @@ struct cache_object *cache_codec_decode(const struct cache_codec_view *items, si
         goto oom;
     return obj;
 oom:
-    set_err(err, errlen, "out of memory");
+    wire_err(err, errlen, "out of memory");
 fail:
     free(tags);
     cache_object_builder_abandon(&b);
@@ -498,26 +469,26 @@ static unsigned char *write_header(const struct cache_object *obj, unsigned char
         obj->stored_at,    obj->last_modified_ms};
 
     p = put_bytes(p, ITEM0_MAGIC, sizeof ITEM0_MAGIC);
-    p = put_le(p, CACHE_CODEC_VERSION, 1);
-    p = put_le(p, flags, 1);
-    p = put_le(p, (uint64_t)obj->status, 2);
+    p = wire_put_le(p, CACHE_CODEC_VERSION, 1);
+    p = wire_put_le(p, flags, 1);
+    p = wire_put_le(p, (uint64_t)obj->status, 2);
     for (size_t i = 0; i < sizeof times / sizeof times[0]; i++) {
         uint64_t u;
         memcpy(&u, &times[i], sizeof u);
-        p = put_le(p, u, 8);
+        p = wire_put_le(p, u, 8);
     }
     p = put_string(p, obj->primary_key, obj->primary_len);
     p = put_string(p, obj->secondary_key, obj->secondary_len);
     p = put_string(p, obj->vary, obj->vary_len);
     p = put_string(p, obj->etag, obj->etag_len);
-    p = put_le(p, obj->ntags, 4);
+    p = wire_put_le(p, obj->ntags, 4);
     for (size_t i = 0; i < obj->ntags; i++)
         p = put_string(p, obj->tags[i].name, obj->tags[i].len);
     p = put_string(p, obj->head, obj->head_len);
-    p = put_le(p, obj->body_len, 8);
-    p = put_le(p, obj->body_hash, 8);
-    p = put_le(p, nchunks, 4);
-    return put_le(p, chunk_size, 4);
+    p = wire_put_le(p, obj->body_len, 8);
+    p = wire_put_le(p, obj->body_hash, 8);
+    p = wire_put_le(p, nchunks, 4);
+    return wire_put_le(p, chunk_size, 4);
 }
 
 bool cache_codec_encode(const struct cache_object *obj, size_t item_size,
@@ -569,9 +540,9 @@ bool cache_codec_encode(const struct cache_object *obj, size_t item_size,
         item[i].data = p;
         item[i].len = CACHE_CODEC_CHUNK_OVERHEAD + n;
         p = put_bytes(p, CHUNK_MAGIC, sizeof CHUNK_MAGIC);
-        p = put_le(p, CACHE_CODEC_VERSION, 1);
-        p = put_le(p, i, 4);
-        p = put_le(p, check, 8);
+        p = wire_put_le(p, CACHE_CODEC_VERSION, 1);
+        p = wire_put_le(p, i, 4);
+        p = wire_put_le(p, check, 8);
         copy_body(obj, off, n, p);
         p += n;
         off += n;

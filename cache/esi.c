@@ -30,6 +30,7 @@
  * No global state, no locks.
  */
 #include "cache/esi.h"
+#include "cache/wire.h"
 
 #include <assert.h>
 #include <stdarg.h>
@@ -943,8 +944,7 @@ static void put_le(struct writer *w, uint64_t v, unsigned n)
 {
     unsigned char b[8];
 
-    for (unsigned i = 0; i < n; i++)
-        b[i] = (unsigned char)(v >> (8 * i));
+    wire_put_le(b, v, n);
     put(w, b, n);
 }
 
@@ -982,29 +982,6 @@ bool esi_template_is_encoded(const unsigned char *p, size_t len)
     return p && len >= sizeof MAGIC && memcmp(p, MAGIC, sizeof MAGIC) == 0;
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static uint64_t get_le(const unsigned char *p, unsigned n)
-{
-    uint64_t v = 0;
-
-    for (unsigned i = 0; i < n; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 /* Check the segments at p/len against the header's counts; with segs, fill
  * them in too (the second pass, over input the first one accepted). */
 static bool decode_segments(const unsigned char *p, size_t len, const struct esi_template *h,
@@ -1016,23 +993,23 @@ static bool decode_segments(const unsigned char *p, size_t len, const struct esi
 
     for (size_t i = 0; i < h->nsegs; i++) {
         if (pos == len) {
-            set_err(err, errlen, "segment %zu missing", i);
+            wire_err(err, errlen, "segment %zu missing", i);
             return false;
         }
         unsigned kind = p[pos];
         if (kind == KIND_LITERAL) {
             if (len - pos < LITERAL_HEAD) {
-                set_err(err, errlen, "segment %zu truncated", i);
+                wire_err(err, errlen, "segment %zu truncated", i);
                 return false;
             }
-            uint64_t n = get_le(p + pos + 1, 8);
+            uint64_t n = wire_get_le(p + pos + 1, 8);
             pos += LITERAL_HEAD;
             if (n == 0 || n > len - pos) {
-                set_err(err, errlen, "segment %zu: literal length %llu", i, (unsigned long long)n);
+                wire_err(err, errlen, "segment %zu: literal length %llu", i, (unsigned long long)n);
                 return false;
             }
             if (last_literal) {
-                set_err(err, errlen, "segment %zu: two literals in a row", i);
+                wire_err(err, errlen, "segment %zu: two literals in a row", i);
                 return false;
             }
             if (segs) {
@@ -1045,24 +1022,24 @@ static bool decode_segments(const unsigned char *p, size_t len, const struct esi
             last_literal = true;
         } else if (kind == KIND_INCLUDE) {
             if (len - pos < INCLUDE_HEAD) {
-                set_err(err, errlen, "segment %zu truncated", i);
+                wire_err(err, errlen, "segment %zu truncated", i);
                 return false;
             }
             unsigned flags = p[pos + 1];
-            size_t src_len = (size_t)get_le(p + pos + 2, 2);
-            size_t alt_len = (size_t)get_le(p + pos + 4, 2);
+            size_t src_len = (size_t)wire_get_le(p + pos + 2, 2);
+            size_t alt_len = (size_t)wire_get_le(p + pos + 4, 2);
             pos += INCLUDE_HEAD;
             if (flags & ~FLAG_ONERROR_CONTINUE) {
-                set_err(err, errlen, "segment %zu: unknown flags 0x%02x", i, flags);
+                wire_err(err, errlen, "segment %zu: unknown flags 0x%02x", i, flags);
                 return false;
             }
             if (src_len == 0 || src_len > ESI_ATTR_MAX || alt_len > ESI_ATTR_MAX) {
-                set_err(err, errlen, "segment %zu: src length %zu, alt length %zu", i, src_len,
-                        alt_len);
+                wire_err(err, errlen, "segment %zu: src length %zu, alt length %zu", i, src_len,
+                         alt_len);
                 return false;
             }
             if (src_len + alt_len > len - pos) {
-                set_err(err, errlen, "segment %zu truncated", i);
+                wire_err(err, errlen, "segment %zu truncated", i);
                 return false;
             }
             if (segs) {
@@ -1077,16 +1054,16 @@ static bool decode_segments(const unsigned char *p, size_t len, const struct esi
             nincludes++;
             last_literal = false;
         } else {
-            set_err(err, errlen, "segment %zu: unknown kind %u", i, kind);
+            wire_err(err, errlen, "segment %zu: unknown kind %u", i, kind);
             return false;
         }
     }
     if (pos != len) {
-        set_err(err, errlen, "%zu bytes after the last segment", len - pos);
+        wire_err(err, errlen, "%zu bytes after the last segment", len - pos);
         return false;
     }
     if (nincludes != h->nincludes || literal_bytes != h->literal_bytes) {
-        set_err(err, errlen, "counts do not match the segments");
+        wire_err(err, errlen, "counts do not match the segments");
         return false;
     }
     return true;
@@ -1099,30 +1076,30 @@ bool esi_template_decode(const unsigned char *p, size_t len, struct esi_template
 
     memset(out, 0, sizeof *out);
     if (!p || len < ESI_TEMPLATE_HEADER_LEN) {
-        set_err(err, errlen, "%zu bytes: too short", p ? len : 0);
+        wire_err(err, errlen, "%zu bytes: too short", p ? len : 0);
         return false;
     }
     if (memcmp(p, MAGIC, sizeof MAGIC) != 0) {
-        set_err(err, errlen, "bad magic");
+        wire_err(err, errlen, "bad magic");
         return false;
     }
     if (p[4] != ESI_TEMPLATE_VERSION) {
-        set_err(err, errlen, "version %u", p[4]);
+        wire_err(err, errlen, "version %u", p[4]);
         return false;
     }
     if (p[5] & ~FLAG_HAS_ESI) {
-        set_err(err, errlen, "unknown flags 0x%02x", p[5]);
+        wire_err(err, errlen, "unknown flags 0x%02x", p[5]);
         return false;
     }
-    uint64_t nsegs = get_le(p + 6, 4), nincludes = get_le(p + 10, 4);
-    uint64_t dropped = get_le(p + 14, 4), literal_bytes = get_le(p + 18, 8);
+    uint64_t nsegs = wire_get_le(p + 6, 4), nincludes = wire_get_le(p + 10, 4);
+    uint64_t dropped = wire_get_le(p + 14, 4), literal_bytes = wire_get_le(p + 18, 8);
     if (nsegs > ESI_MAX_SEGMENTS || nincludes > ESI_MAX_INCLUDES || nincludes > nsegs) {
-        set_err(err, errlen, "%llu segments, %llu includes", (unsigned long long)nsegs,
-                (unsigned long long)nincludes);
+        wire_err(err, errlen, "%llu segments, %llu includes", (unsigned long long)nsegs,
+                 (unsigned long long)nincludes);
         return false;
     }
     if (literal_bytes > len) {
-        set_err(err, errlen, "literal bytes %llu", (unsigned long long)literal_bytes);
+        wire_err(err, errlen, "literal bytes %llu", (unsigned long long)literal_bytes);
         return false;
     }
     h.has_esi = p[5] & FLAG_HAS_ESI;
@@ -1131,20 +1108,20 @@ bool esi_template_decode(const unsigned char *p, size_t len, struct esi_template
     h.dropped_includes = (unsigned)dropped;
     h.literal_bytes = (size_t)literal_bytes;
     if (dropped && (nincludes != ESI_MAX_INCLUDES || !h.has_esi)) {
-        set_err(err, errlen, "dropped includes below the limit");
+        wire_err(err, errlen, "dropped includes below the limit");
         return false;
     }
     if (!decode_segments(p, len, &h, NULL, err, errlen))
         return false;
     /* the parser clears has_esi only for the body unchanged */
     if (!h.has_esi && h.nincludes) {
-        set_err(err, errlen, "includes without has_esi");
+        wire_err(err, errlen, "includes without has_esi");
         return false;
     }
     if (h.nsegs) {
         h.segs = calloc(h.nsegs, sizeof *h.segs);
         if (!h.segs) {
-            set_err(err, errlen, "out of memory");
+            wire_err(err, errlen, "out of memory");
             return false;
         }
         bool ok = decode_segments(p, len, &h, h.segs, NULL, 0);

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # tests/run.sh BIN...: run each cmocka test binary, show its output, and end
 # with one line "N passed, N failed" summing every group.  Exits non-zero
-# when any test failed or any binary crashed.
+# when any test failed or any binary crashed.  A binary that runs longer
+# than TEST_TIMEOUT seconds (default 300) is killed and counts as failed,
+# so a hang costs minutes, not the CI's whole budget.
 set -u
+limit=${TEST_TIMEOUT:-300}
 passed=0
 failed=0
 broken=()
@@ -10,8 +13,9 @@ for bin in "$@"; do
     [ -x "$bin" ] || { echo "missing test binary: $bin"; failed=$((failed + 1)); broken+=("$bin"); continue; }
     log=$(mktemp)
     start=$(date +%s)
-    "$bin" >"$log" 2>&1
+    timeout --kill-after=10 "$limit" "$bin" >"$log" 2>&1
     rc=$?
+    [ "$rc" -eq 124 ] && echo "$bin: killed after ${limit}s (TEST_TIMEOUT)" >>"$log"
     cat "$log"
     p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)
     f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)

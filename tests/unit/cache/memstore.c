@@ -1,7 +1,7 @@
 /*
  * tests/unit/cache/memstore.c: the memory store (cache/memstore.c): hits and
  * misses, LRU eviction and its accounting, variants, remove, purge, refusal,
- * object lifetime against readers, and a multi-threaded run.
+ * object lifetime against readers, sweeps, and a multi-threaded run.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -512,6 +512,189 @@ static void test_oversize_is_refused(void **state)
     assert_int_equal(cache_object_live_count(), live);
 }
 
+/* ---- sweep ---- */
+
+/* An object for key/secondary stored at stored_at, with a short body. */
+static struct cache_object *make_obj_at(const char *key, const char *secondary, int64_t stored_at)
+{
+    struct cache_object_meta m = {
+        .primary_key = key,
+        .primary_len = strlen(key),
+        .primary_hash = hash_of(key),
+        .secondary_key = secondary,
+        .secondary_len = strlen(secondary),
+        .vary = secondary[0] ? "Accept-Encoding" : "",
+        .vary_len = secondary[0] ? strlen("Accept-Encoding") : 0,
+        .status = 200,
+        .stored_at = stored_at,
+    };
+    struct cache_object_builder *b = cache_object_builder_new(&m, SIZE_MAX);
+
+    if (!b || !cache_object_builder_append(b, "body", 4))
+        abort();
+    struct cache_object *obj = cache_object_builder_finish(&b);
+    if (!obj)
+        abort();
+    return obj;
+}
+
+static void put_at(struct cache_store *s, const char *key, const char *secondary, int64_t stored_at)
+{
+    struct cache_object *obj = make_obj_at(key, secondary, stored_at);
+    assert_true(cache_store_insert(s, obj, 16));
+    cache_object_release(&obj);
+}
+
+struct judge_ctx {
+    const char *prefix; /* drop keys starting with this; NULL: drop all */
+    size_t calls;
+};
+
+static bool judge_prefix(void *ctx, struct cache_object *obj)
+{
+    struct judge_ctx *j = ctx;
+    size_t n = j->prefix ? strlen(j->prefix) : 0;
+
+    j->calls++;
+    return obj->primary_len >= n && memcmp(obj->primary_key, j->prefix ? j->prefix : "", n) == 0;
+}
+
+static void test_sweep(void **state)
+{
+    long live = cache_object_live_count();
+
+    (void)state;
+    struct cache_store *s = new_store(16 * MIB); /* 4 shards */
+    struct cache_store_stats empty = stats_of(s);
+    /* Dropped: 6 objects under "http://h/a..." (3 variants of one key). */
+    put_at(s, "http://h/a", "", 100);
+    put_at(s, "http://h/a1", "", 50);
+    put_at(s, "http://h/a/x", "gzip", 10);
+    put_at(s, "http://h/a/x", "br", 20);
+    put_at(s, "http://h/a/x", "", 30);
+    put_at(s, "http://h/about?x=1", "", 900);
+    /* Kept: 5 objects, the oldest stored at 300. */
+    put_at(s, "http://h/b", "", 500);
+    put_at(s, "http://h/b", "gzip", 300);
+    put_at(s, "http://h/", "", 700);
+    put_at(s, "http://g/a", "", 400);
+    put_at(s, "http://h/A", "", 1000);
+    for (int i = 0; i < 40; i++) { /* more, to spread over the shards */
+        char key[32];
+        snprintf(key, sizeof key, "http://h/a/many/%d", i);
+        put_at(s, key, "", 5);
+        snprintf(key, sizeof key, "http://h/c/%d", i);
+        put_at(s, key, "", 600 + i);
+    }
+    struct cache_object *reader = get(s, "http://h/a/x", "br");
+    assert_non_null(reader);
+    struct cache_store_stats before = stats_of(s);
+    assert_int_equal(before.objects, 91);
+
+    struct judge_ctx j = {"http://h/a", 0};
+    int64_t oldest = 0;
+    assert_int_equal(cache_store_sweep(s, judge_prefix, &j, &oldest), 46);
+    assert_int_equal(j.calls, 91);
+    assert_true(oldest == 300);
+
+    assert_false(has(s, "http://h/a", NULL));
+    assert_false(has(s, "http://h/a1", NULL));
+    assert_false(has(s, "http://h/a/x", NULL));
+    assert_false(has(s, "http://h/a/x", "gzip"));
+    assert_false(has(s, "http://h/a/x", "br"));
+    assert_false(has(s, "http://h/about?x=1", NULL));
+    assert_false(has(s, "http://h/a/many/7", NULL));
+    assert_true(has(s, "http://h/b", NULL));
+    assert_true(has(s, "http://h/b", "gzip"));
+    assert_true(has(s, "http://h/", NULL));
+    assert_true(has(s, "http://g/a", NULL));
+    assert_true(has(s, "http://h/A", NULL));
+    assert_true(has(s, "http://h/c/0", NULL));
+    assert_true(has(s, "http://h/c/39", NULL));
+
+    struct cache_store_stats st = stats_of(s);
+    assert_int_equal(st.objects, 45);
+    assert_int_equal(st.removed, before.removed + 46);
+    assert_true(st.bytes < before.bytes);
+    assert_int_equal(st.evictions, 0);
+    assert_int_equal(st.inserts, before.inserts);
+    /* The store's references went; the reader's stays good. */
+    assert_int_equal(cache_object_live_count(), live + 45 + 1);
+    assert_string_equal(reader->primary_key, "http://h/a/x");
+    assert_int_equal(reader->stored_at, 20);
+    cache_object_release(&reader);
+    assert_int_equal(cache_object_live_count(), live + 45);
+
+    /* A sweep that drops nothing; oldest_ms may be NULL. */
+    j = (struct judge_ctx){"http://nothing/", 0};
+    assert_int_equal(cache_store_sweep(s, judge_prefix, &j, NULL), 0);
+    assert_int_equal(j.calls, 45);
+    assert_int_equal(cache_store_sweep(s, judge_prefix, &j, &oldest), 0);
+    assert_true(oldest == 300);
+    assert_int_equal(stats_of(s).removed, before.removed + 46);
+
+    /* Dropped keys can be stored again. */
+    put_at(s, "http://h/a/x", "gzip", 2000);
+    assert_true(has(s, "http://h/a/x", "gzip"));
+
+    /* Drop everything: nothing is left, oldest is INT64_MAX. */
+    j = (struct judge_ctx){NULL, 0};
+    assert_int_equal(cache_store_sweep(s, judge_prefix, &j, &oldest), 46);
+    assert_true(oldest == INT64_MAX);
+    st = stats_of(s);
+    assert_int_equal(st.objects, 0);
+    assert_true(st.bytes >= empty.bytes); /* bucket tables may have grown */
+    assert_true(st.bytes < before.bytes);
+    assert_int_equal(st.removed, before.removed + 92);
+    assert_false(has(s, "http://h/b", NULL));
+    assert_int_equal(cache_object_live_count(), live);
+    cache_store_destroy(&s);
+    assert_int_equal(cache_object_live_count(), live);
+}
+
+static void test_sweep_empty_store(void **state)
+{
+    (void)state;
+    struct cache_store *s = new_store(16 * MIB);
+    struct judge_ctx j = {NULL, 0};
+    int64_t oldest = 0;
+
+    assert_int_equal(cache_store_sweep(s, judge_prefix, &j, &oldest), 0);
+    assert_int_equal(j.calls, 0);
+    assert_true(oldest == INT64_MAX);
+    assert_int_equal(cache_store_sweep(s, judge_prefix, &j, NULL), 0);
+    struct cache_store_stats st = stats_of(s);
+    assert_int_equal(st.objects, 0);
+    assert_int_equal(st.removed, 0);
+    cache_store_destroy(&s);
+
+    /* A one-shard store, emptied by purge_all before the sweep. */
+    s = new_store(1 * MIB);
+    put_at(s, "http://h/x", "", 1);
+    cache_store_purge_all(s);
+    oldest = 0;
+    assert_int_equal(cache_store_sweep(s, judge_prefix, &j, &oldest), 0);
+    assert_int_equal(j.calls, 0);
+    assert_true(oldest == INT64_MAX);
+    cache_store_destroy(&s);
+}
+
+/* Negative and zero stored_at values count for oldest_ms too. */
+static void test_sweep_oldest_negative(void **state)
+{
+    (void)state;
+    struct cache_store *s = new_store(1 * MIB);
+    struct judge_ctx j = {"http://h/drop", 0};
+    int64_t oldest = 0;
+
+    put_at(s, "http://h/drop", "", -1000);
+    put_at(s, "http://h/keep", "", -5);
+    put_at(s, "http://h/keep2", "", 0);
+    assert_int_equal(cache_store_sweep(s, judge_prefix, &j, &oldest), 1);
+    assert_true(oldest == -5);
+    cache_store_destroy(&s);
+}
+
 /* Fill with 10x the capacity in random sizes, some chunked: the bytes never
  * pass the capacity, and go back to the empty store's when purged. */
 static void fill_ten_times(uint64_t capacity, size_t max_body, unsigned keys)
@@ -698,6 +881,9 @@ int main(void)
         cmocka_unit_test(test_purge_all),
         cmocka_unit_test(test_oversize_is_refused),
         cmocka_unit_test(test_fill_ten_times_capacity),
+        cmocka_unit_test(test_sweep),
+        cmocka_unit_test(test_sweep_empty_store),
+        cmocka_unit_test(test_sweep_oldest_negative),
         cmocka_unit_test(test_concurrent_small_store),
         cmocka_unit_test(test_concurrent_sharded_store),
     };
