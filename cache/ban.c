@@ -219,6 +219,30 @@ static bool has_tag(const struct cache_object *obj, const char *tag, size_t len)
     return false;
 }
 
+/* Bounds on one regex match (an admin's regex runs against every object
+ * checked): the default limits let a pathological pattern spend seconds. */
+#define BAN_MATCH_LIMIT 100000
+#define BAN_DEPTH_LIMIT 10000
+
+static pcre2_match_context *shared_match_context;
+static pthread_once_t match_context_once = PTHREAD_ONCE_INIT;
+
+static void match_context_init(void)
+{
+    shared_match_context = pcre2_match_context_create(NULL);
+    if (shared_match_context) {
+        pcre2_set_match_limit(shared_match_context, BAN_MATCH_LIMIT);
+        pcre2_set_depth_limit(shared_match_context, BAN_DEPTH_LIMIT);
+    }
+}
+
+/* The process's match context (read-only once made; NULL: the defaults). */
+static pcre2_match_context *match_context(void)
+{
+    pthread_once(&match_context_once, match_context_init);
+    return shared_match_context;
+}
+
 /* Does ban b (already compiled) match obj?  md: match data for regexes,
  * created by the caller when needed. */
 static bool ban_match(const struct ban *b, const struct cache_object *obj, pcre2_match_data **md)
@@ -249,7 +273,11 @@ static bool ban_match(const struct ban *b, const struct cache_object *obj, pcre2
         *md = pcre2_match_data_create(1, NULL);
     if (!*md)
         return true; /* out of memory: err on the side of not serving */
-    return pcre2_match(b->regex, (PCRE2_SPTR)path, path_len, 0, 0, *md, NULL) >= 0;
+    int rc = pcre2_match(b->regex, (PCRE2_SPTR)path, path_len, 0, 0, *md, match_context());
+    /* A pattern too costly to decide (match limit) counts as matching:
+     * purging one object too many is safe, serving a purged one is not. */
+    return rc >= 0 || rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT ||
+           rc == PCRE2_ERROR_HEAPLIMIT;
 }
 
 bool ban_matches(const struct ban_spec *spec, const struct cache_object *obj)

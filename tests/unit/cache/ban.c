@@ -340,6 +340,22 @@ static void test_regex(void **state)
     assert_false(matches(BAN_REGEX, NULL, "a(b", "http://h/a(b"));
 }
 
+static double now_s(void);
+
+/* A pathological regex hits the match limit at once and counts as a match
+ * (purging one object too many is safe; spending seconds per object is not). */
+static void test_regex_match_limit(void **state)
+{
+    (void)state;
+    char key[128] = "http://h/";
+    memset(key + 9, 'a', 40);
+    strcpy(key + 49, "!");
+    double t0 = now_s();
+    assert_true(matches(BAN_REGEX, NULL, "^/(a+)+$", key));
+    assert_true(now_s() - t0 < 1.0);
+    assert_false(matches(BAN_REGEX, NULL, "^/(a+)+$", "http://h/b"));
+}
+
 static void test_tag(void **state)
 {
     (void)state;
@@ -998,6 +1014,7 @@ int main(void)
         cmocka_unit_test(test_key),
         cmocka_unit_test(test_prefix),
         cmocka_unit_test(test_regex),
+        cmocka_unit_test(test_regex_match_limit),
         cmocka_unit_test(test_tag),
         cmocka_unit_test(test_all),
         cmocka_unit_test(test_odd_keys),
