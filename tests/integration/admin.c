@@ -1314,6 +1314,34 @@ static void test_check_refuses_token_off_on_a_non_loopback_listener(void **state
     assert_non_null(strstr(cli_err, "admin needs token_file"));
 }
 
+/* The compression counters of /stats count what was compressed: a br
+ * miss is compressed once while it streams; the first br hit makes the br
+ * variant once; later br hits and plain requests compress nothing. */
+static void test_stats_count_compression(void **state)
+{
+    (void)state;
+    assert_true(start(with_token(), ROUTES));
+    const char *streamed = "\"streamed\"", *variants = "\"variants\"";
+    const char *s0 = admin_doc(admin_port, "/stats", 0);
+    const char *page = "/c/page?len=5000&ctype=text/html";
+    get_at(h.port, &r[0], HOST, page, "Accept-Encoding: br", (const char *)NULL);
+    expect_x_cache_at(&r[0], "MISS", page, __LINE__);
+    for (int i = 0; i < 5; i++) {
+        get_at(h.port, &r[0], HOST, page, "Accept-Encoding: br", (const char *)NULL);
+        expect_x_cache_at(&r[0], "HIT", page, __LINE__);
+        expect_header(&r[0], "Content-Encoding", "br");
+    }
+    get_at(h.port, &r[0], HOST, page, (const char *)NULL);
+    expect_x_cache_at(&r[0], "HIT", page, __LINE__);
+    const char *s1 = admin_doc(admin_port, "/stats", 1);
+    assert_int_equal(json_int(s1, streamed, "br") - json_int(s0, streamed, "br"), 1);
+    assert_int_equal(json_int(s1, variants, "br") - json_int(s0, variants, "br"), 1);
+    assert_int_equal(json_int(s1, variants, "gzip") - json_int(s0, variants, "gzip"), 0);
+    assert_int_equal(json_int(s1, "\"compression\"", "variant_failures") -
+                         json_int(s0, "\"compression\"", "variant_failures"),
+                     0);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1325,6 +1353,7 @@ int main(void)
         T(test_a_url_purge_removes_every_variant),
         T(test_purge_method_and_errors),
         T(test_stats_and_metrics_count_exactly),
+        T(test_stats_count_compression),
         T(test_a_purge_on_one_node_reaches_the_other),
         T(test_health_answers_draining_while_a_request_is_in_flight),
         T(test_the_command_line_client),
