@@ -1127,6 +1127,7 @@ static void test_health_answers_draining_while_a_request_is_in_flight(void **sta
     assert_non_null(strstr(r[2].body, "\"draining\": true"));
 
     /* The slow request completes. */
+    http_response_clear(&r[0]);
     expect_ok(client_read_response(slow, 0, &r[0], READ_MS));
     expect_status(&r[0], 200);
     client_free(&slow);
