@@ -326,7 +326,9 @@ static size_t first_unseen(const struct ban_list *list, uint64_t seen)
 
 enum ban_verdict ban_check(struct ban_list *list, struct cache_object *obj)
 {
-    uint64_t seen = atomic_load_explicit(&obj->ban_seen, memory_order_relaxed);
+    /* acquire: pairs with the release below, so a reader that sees the
+     * cursor moved also sees the soft mark set before it */
+    uint64_t seen = atomic_load_explicit(&obj->ban_seen, memory_order_acquire);
     if (seen + 1 >= atomic_load_explicit(&list->next_id, memory_order_acquire))
         return atomic_load(&obj->ban_soft) ? BAN_STALE : BAN_PASS;
     pcre2_match_data *md = NULL;
@@ -349,7 +351,7 @@ enum ban_verdict ban_check(struct ban_list *list, struct cache_object *obj)
     if (soft)
         atomic_store(&obj->ban_soft, true);
     if (newest > seen)
-        atomic_store_explicit(&obj->ban_seen, newest, memory_order_relaxed);
+        atomic_store_explicit(&obj->ban_seen, newest, memory_order_release);
     return atomic_load(&obj->ban_soft) ? BAN_STALE : BAN_PASS;
 }
 

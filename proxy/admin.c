@@ -765,11 +765,13 @@ static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    (void)loop;
     (void)revents;
     struct admin_conn *c = t->data;
     if (!c->answered) {
-        ev_io_stop(c->a->loop, &c->rio);
+        ev_io_stop(loop, &c->rio);
+        /* The 408 gets as long again to leave; then the connection goes. */
+        ev_timer_set(&c->timer, ADMIN_TIMEOUT_S, 0);
+        ev_timer_start(loop, &c->timer);
         respond_error(c, 408, NULL, "timed out reading the request");
         return;
     }

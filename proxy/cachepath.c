@@ -39,7 +39,7 @@
  * either (Varnish's hit-for-miss). */
 #define HIT_FOR_MISS_MS 10000
 
-#define VARY_KEY_MAX 4096
+#define VARY_KEY_MAX 4096 /* also assumed by ENCODE_SECONDARY_MAX (proxy/encode.h) */
 
 static uint64_t key_seed;
 
@@ -77,6 +77,15 @@ void cache_req_reset(struct cache_req *cr)
     cr->waiter.worker = waiter.worker;
     cr->waiter.wake = waiter.wake;
     cr->on_remote = on_remote;
+}
+
+/* The real clock, not the loop's cached one: purges compare an object's
+ * stored_at with the time they were made (cache/ban.h). */
+static int64_t wall_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- the memcached tier ------------------------------------------------------ */
@@ -646,6 +655,8 @@ enum cache_lookup_result cache_req_lookup(struct cache_req *cr, struct worker *w
     cr->policy = &route->cache;
     cr->compress = &route->compress;
     cr->request_time_ms = now_ms;
+    cr->request_wall_ms = wall_clock_ms();
+    cr->bans = w->bans;
     request_facts(&cr->facts, rv->base, rv->head);
     if (!route->cache.enabled)
         return pass(cr, NULL);
@@ -797,7 +808,7 @@ enum cache_lookup_result cache_req_encode_hit(struct cache_req *cr, struct worke
     cr->vary_ae = plan.vary;
     if (plan.action == ENCODE_NONE || (ranged && plan.action == ENCODE_COMPRESS))
         return CACHE_LOOKUP_HIT;
-    char key[VARY_KEY_MAX + ENCODE_VARIANT_KEY_EXTRA];
+    char key[ENCODE_SECONDARY_MAX];
     size_t klen = encode_variant_key(cr->obj, &plan, key, sizeof key);
     if (klen == 0)
         return CACHE_LOOKUP_HIT;
@@ -834,7 +845,7 @@ static enum cache_lookup_result variant_remote_result(struct cache_req *cr, stru
         mc_result_release(res);
         free(res);
     }
-    char key[VARY_KEY_MAX + ENCODE_VARIANT_KEY_EXTRA];
+    char key[ENCODE_SECONDARY_MAX];
     size_t klen = cr->obj ? encode_variant_key(cr->obj, &cr->variant_plan, key, sizeof key) : 0;
     if (v && klen > 0 && v->secondary_len == klen && memcmp(v->secondary_key, key, klen) == 0) {
         if (tier_memory(cr->policy))
@@ -1023,6 +1034,8 @@ bool cache_req_stale_on_error(struct cache_req *cr, int status)
 {
     if (!cr->stale || !cache_within_stale_if_error(&cr->stale_facts))
         return false;
+    if (cr->bans && ban_check(cr->bans, cr->stale) == BAN_GONE)
+        return false; /* purged meanwhile: not even as a stale copy */
     cache_object_builder_abandon(&cr->builder);
     cache_object_release(&cr->obj);
     cr->obj = cr->stale;
@@ -1122,15 +1135,6 @@ static bool parse_content_length(const char *base, const struct http_head *h, ui
     return true;
 }
 
-/* The real clock, not the loop's cached one: purges compare an object's
- * stored_at with the time they were made (cache/ban.h). */
-static int64_t wall_clock_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void start_fill(struct cache_req *cr, const char *rbase, const struct http_head *req,
                        const char *base, const struct http_head *resp,
                        const struct cache_response_facts *rf, int64_t now_ms)
@@ -1170,7 +1174,7 @@ static void start_fill(struct cache_req *cr, const char *rbase, const struct htt
         .lifetime = lifetime,
         .stale_while_revalidate = of.stale_while_revalidate_ms,
         .stale_if_error = of.stale_if_error_ms,
-        .stored_at = wall_clock_ms(),
+        .stored_at = cr->request_wall_ms,
         .no_cache = of.no_cache,
         .must_revalidate = of.must_revalidate,
         .etag = etag ? base + etag->value.off : NULL,
@@ -1367,7 +1371,7 @@ static struct cache_object *refresh_object(struct cache_req *cr, const char *bas
         .lifetime = lifetime,
         .stale_while_revalidate = of.stale_while_revalidate_ms,
         .stale_if_error = of.stale_if_error_ms,
-        .stored_at = wall_clock_ms(),
+        .stored_at = cr->request_wall_ms,
         .no_cache = of.no_cache,
         .must_revalidate = of.must_revalidate,
         .etag = etag ? head.data + etag->value.off : old->etag,
@@ -1555,6 +1559,8 @@ bool cache_req_background_init(struct cache_req *bg, const struct cache_req *cr,
     bg->compress = cr->compress;
     bg->facts = cr->facts;
     bg->request_time_ms = now_ms;
+    bg->request_wall_ms = wall_clock_ms();
+    bg->bans = cr->bans;
     bg->outcome = CACHE_OUT_MISS;
     bg->fwd = "stale";
     bg->may_store = true;

@@ -83,6 +83,9 @@ struct cache_req {
     int fwd_status;     /* the upstream's status behind a stale or refreshed answer */
     int64_t wait_until_ms;
     int64_t request_time_ms;
+    int64_t request_wall_ms; /* the real clock when the request began: a stored
+                              * response's stored_at (purges compare it) */
+    struct ban_list *bans;   /* the worker's purges (NULL: none) */
 
     struct cache_request_facts facts;
     char *key;

@@ -1080,9 +1080,42 @@ static void request_cache_decide(struct client *c, const struct target *t)
     set_action(c, cache_req_lookup(&c->cr, c->w, c->route, &rv, now_ms(c)));
 }
 
+static bool is_etag_condition(const char *base, struct http_span name)
+{
+    return http_span_is(base, name, "if-none-match") || http_span_is(base, name, "if-match") ||
+           http_span_is(base, name, "if-range");
+}
+
+/* A condition naming a coded ETag ("abc-br"): its application-side form
+ * goes upstream instead (see request_etag_conditions). */
+static bool names_coded_etag(const struct client *c, const char *base, const struct http_field *f)
+{
+    char tmp[1024];
+    return c->route->compress.enabled && is_etag_condition(base, f->name) &&
+           encode_strip_etag_suffixes(base + f->value.off, f->value.len, tmp, sizeof tmp) > 0;
+}
+
 static bool keep_request_field(const void *ctx, const char *base, const struct http_field *f)
 {
-    return cache_req_upstream_keeps_field(ctx, base, f);
+    const struct client *c = ctx;
+    return cache_req_upstream_keeps_field(&c->cr, base, f) && !names_coded_etag(c, base, f);
+}
+
+/* The client's conditions with the coding suffixes of our ETags taken out:
+ * the application knows "abc", not the "abc-br" we made of it. */
+static void request_etag_conditions(const struct client *c, struct buf *extra)
+{
+    const char *base = c->in.data;
+    for (unsigned i = 0; i < c->req.nfields; i++) {
+        const struct http_field *f = &c->req.fields[i];
+        if (!cache_req_upstream_keeps_field(&c->cr, base, f) || !names_coded_etag(c, base, f))
+            continue;
+        char value[1024];
+        size_t n =
+            encode_strip_etag_suffixes(base + f->value.off, f->value.len, value, sizeof value);
+        buf_append(extra, base + f->name.off, f->name.len);
+        buf_appendf(extra, ": %.*s\r\n", (int)n, value);
+    }
 }
 
 static bool request_head_complete(struct client *c)
@@ -1142,6 +1175,7 @@ static bool request_head_complete(struct client *c)
      * cache may add its validators and keep the client's conditionals. */
     struct buf extra = {0};
     cache_req_upstream_fields(&c->cr, &extra);
+    request_etag_conditions(c, &extra);
     struct forward_request fr = {
         .target = t.path,
         .target_len = t.path_len,
@@ -1155,7 +1189,7 @@ static bool request_head_complete(struct client *c)
         .extra = extra.data,
         .extra_len = extra.len,
         .keep = keep_request_field,
-        .keep_ctx = &c->cr,
+        .keep_ctx = c,
     };
     forward_request_head(&c->uphead, base, &c->req, &fr);
     buf_release(&extra);

@@ -229,6 +229,30 @@ size_t encode_etag(const char *etag, size_t len, enum coding coding, bool inflat
     return n;
 }
 
+size_t encode_strip_etag_suffixes(const char *v, size_t len, char *out, size_t cap)
+{
+    static const char *const suffixes[] = {"-br\"", "-gzip\"", "-zstd\"", "-identity\""};
+    size_t n = 0;
+    bool changed = false;
+    for (size_t i = 0; i < len;) {
+        size_t skip = 0;
+        for (size_t k = 0; k < sizeof suffixes / sizeof suffixes[0] && !skip; k++) {
+            size_t sl = strlen(suffixes[k]);
+            if (len - i >= sl && memcmp(v + i, suffixes[k], sl) == 0)
+                skip = sl - 1; /* keep the closing quote */
+        }
+        if (skip) {
+            changed = true;
+            i += skip;
+            continue;
+        }
+        if (n == cap)
+            return 0;
+        out[n++] = v[i++];
+    }
+    return changed ? n : 0;
+}
+
 /* ---- streaming ----------------------------------------------------------------- */
 
 bool encoder_active(const struct encoder *e)
@@ -411,7 +435,7 @@ struct cache_object *encode_variant_make(const struct cache_object *src,
 {
     struct cache_object_builder *b = NULL;
     struct buf head = {0};
-    char secondary[1024];
+    char secondary[ENCODE_SECONDARY_MAX];
     char etag[CACHE_OBJECT_ETAG_MAX + 1];
     size_t etag_len = 0;
     err[0] = '\0';

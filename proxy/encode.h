@@ -88,6 +88,13 @@ void encode_plan_for(const struct config_compress *cc, const char *ae, size_t ae
 size_t encode_etag(const char *etag, size_t len, enum coding coding, bool inflated, char *out,
                    size_t cap);
 
+/* encode_strip_etag_suffixes: an If-None-Match / If-Match / If-Range value
+ * with the coding suffixes encode_etag() adds taken out of its entity tags
+ * ("abc-br" -> "abc"), so that the application recognises its own tags.
+ * Writes at most cap bytes to out; returns the length, or 0 when nothing
+ * was changed (or out is too small: the value then goes as it is). */
+size_t encode_strip_etag_suffixes(const char *v, size_t len, char *out, size_t cap);
+
 /* encode_level: the level the policy gives coding (cached: the level for
  * variants made once). */
 int encode_level(const struct config_compress *cc, enum coding coding, bool cached);
@@ -130,8 +137,15 @@ void encoder_free(struct encoder *e);
 
 /* ---- variants of stored objects ------------------------------------------------ */
 
-/* Longest secondary key of a variant beyond its object's own. */
+/* Longest secondary key of a variant beyond its object's own, and in all
+ * (an object's own is at most VARY_KEY_MAX, 4096, in proxy/cachepath.c). */
 #define ENCODE_VARIANT_KEY_EXTRA 40
+#define ENCODE_SECONDARY_MAX (4096 + ENCODE_VARIANT_KEY_EXTRA)
+
+/* Variants of bodies larger than this are made at the streaming level, not
+ * the cached one: they are made on a worker thread, and brotli 7 or gzip 9
+ * over 8 MiB takes about a second there. */
+#define ENCODE_CACHED_LEVEL_MAX_BODY ((size_t)1 << 20)
 
 /* encode_variant_key: the secondary key of src's variant for plan: src's
  * own secondary key, a 0x1f byte, the coding's name and the hex of a hash

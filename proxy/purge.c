@@ -8,9 +8,10 @@
  * an ev_async, so every decision runs on the purger's loop.
  *
  * Losing the log: memcached may evict an entry, or restart and lose the
- * version.  A node cannot then know what it missed, so it drops its
- * memory tier (objects come back from memcached or the application, still
- * checked against the bans it has) and goes on from the current version.
+ * version; a node that starts replays only the newest PURGE_LOG_REPLAY
+ * entries.  A node cannot then know what it missed, so it bans everything
+ * stored before the loss (memory and memcached copies alike: they come back
+ * from the application) and goes on.
  * An entry that is missing for PURGE_LOG_MISSING_MS (the writer increments
  * the version before it writes the entry) counts as lost.
  */
@@ -28,6 +29,7 @@
 #define PURGE_LOG_READ_MAX 256
 #define PURGE_EXPIRE_EVERY_MS 10000
 #define PURGE_OWN_MAX 64
+#define PURGE_ASK_TIMEOUT_MS 30000
 
 enum answer_kind { ANSWER_VERSION, ANSWER_READ, ANSWER_APPEND };
 
@@ -58,6 +60,8 @@ struct purger {
     struct answer *answers, **answers_tail;
 
     bool asking;           /* a version or read request is in flight */
+    int64_t asked_at;      /* when it was asked (ms) */
+    bool replay_floor;     /* entries before the replayed ones were skipped */
     bool replayed;         /* the first version was seen */
     uint64_t applied;      /* entries up to this one are applied */
     uint64_t last_version; /* the log's version last seen */
@@ -149,10 +153,17 @@ static bool apply(struct purger *p, const struct ban_spec *spec, struct purge_re
     return true;
 }
 
-static void drop_memory(struct purger *p, const char *why)
+/* The log lost purges this node cannot know: every object stored before
+ * `before_ms` may be one of them, in memory or in memcached.  A hard ban on
+ * everything up to then drops the memory tier and keeps older memcached
+ * copies from being served. */
+static void ban_everything_before(struct purger *p, int64_t before_ms, const char *why)
 {
-    log_warn("purge log: %s: dropping the memory tier to stay safe", why);
-    cache_store_purge_all(p->memory);
+    struct ban_spec all = {.kind = BAN_ALL, .time_ms = before_ms};
+    struct purge_result res = {0};
+    char err[64];
+    log_warn("purge log: %s: everything stored before then is dropped to stay safe", why);
+    apply(p, &all, &res, err, sizeof err);
     atomic_fetch_add(&p->log_resets, 1);
 }
 
@@ -175,8 +186,14 @@ static void apply_entry(struct purger *p, uint64_t n, const void *data, size_t l
     if (is_own(p, n))
         return; /* applied when it was made */
     if (!ban_decode(data, len, &spec)) {
-        drop_memory(p, "an entry is not a purge record");
+        ban_everything_before(p, now_ms(), "an entry is not a purge record");
         return;
+    }
+    if (p->replay_floor) {
+        /* The first entry replayed: older ones were skipped (more than
+         * PURGE_LOG_REPLAY): objects stored before it may be theirs. */
+        p->replay_floor = false;
+        ban_everything_before(p, spec.time_ms, "older purges were not replayed");
     }
     if (!apply(p, &spec, &res, err, sizeof err)) {
         log_warn("purge log entry %llu (%s) not applied: %s", (unsigned long long)n,
@@ -270,6 +287,7 @@ static void read_next(struct purger *p, uint64_t version)
     if (last - first + 1 > PURGE_LOG_READ_MAX)
         last = first + PURGE_LOG_READ_MAX - 1;
     p->asking = mcstore_log_read(p->mc, first, last, on_read, p);
+    p->asked_at = now_ms();
 }
 
 static void handle_version(struct purger *p, const struct answer *a)
@@ -286,9 +304,11 @@ static void handle_version(struct purger *p, const struct answer *a)
     if (!p->replayed) {
         p->replayed = true;
         p->applied = v > PURGE_LOG_REPLAY ? v - PURGE_LOG_REPLAY : 0;
+        p->replay_floor = p->applied > 0;
     } else if (v < p->applied) {
-        drop_memory(p, "the version went back (memcached restarted or evicted it)");
-        p->applied = v;
+        ban_everything_before(p, now_ms(),
+                              "the version went back (memcached restarted or evicted it)");
+        p->applied = 0; /* entries 1..v are new purges: apply them */
     }
     p->last_version = v;
     atomic_store(&p->log_version, p->applied);
@@ -311,7 +331,7 @@ static void handle_read(struct purger *p, const struct answer *a)
                 p->missing_since = now;
             if (now - p->missing_since < PURGE_LOG_MISSING_MS)
                 break; /* maybe not written yet: ask again next time */
-            drop_memory(p, "an entry is missing (evicted)");
+            ban_everything_before(p, now, "an entry is missing (evicted)");
         } else {
             apply_entry(p, e->n, e->data, e->len);
         }
@@ -367,8 +387,13 @@ static void poll_cb(struct ev_loop *loop, ev_timer *t, int revents)
     int64_t now = now_ms();
     if (now - p->last_expire_ms >= PURGE_EXPIRE_EVERY_MS)
         expire_bans(p, now);
-    if (p->mc && !p->asking)
+    /* An answer lost to an allocation failure must not stop the polling. */
+    if (p->asking && now - p->asked_at > PURGE_ASK_TIMEOUT_MS)
+        p->asking = false;
+    if (p->mc && !p->asking) {
         p->asking = mcstore_log_version(p->mc, on_version, p);
+        p->asked_at = now;
+    }
 }
 
 /* ---- the interface ------------------------------------------------------------------ */

@@ -608,6 +608,35 @@ static void test_each_purge_kind_removes_what_it_matches(void **state)
 /* A purge sent at once after an object was stored (often in the same
  * millisecond) removes it; the object stored again right after the purge's
  * answer is not touched by it.  50 times, without any pause. */
+/* A fetch in flight when the purge is made brings back what the
+ * application had before the purge: the object it stores is purged too
+ * (it counts as stored when its request began). */
+static void test_a_fetch_in_flight_during_a_purge_is_purged(void **state)
+{
+    (void)state;
+    assert_true(start(with_token(), ROUTES));
+    const char *target = "/c/inflight?delay=600";
+    slow = client_connect(h.port, READ_MS);
+    assert_non_null(slow);
+    assert_int_equal(client_send_request(slow, "GET", target, "Host: " HOST, (const char *)NULL),
+                     0);
+    long deadline = now_ms() + WAIT_MS;
+    while (harness_origin_count(&h, 0, "/c/inflight") < 1 && now_ms() < deadline)
+        sleep_ms(10);
+    admin(&r[1], "POST", "/purge", "{\"prefix\": \"/c/inflight\"}");
+    expect_status(&r[1], 200);
+    http_response_clear(&r[0]);
+    expect_ok(client_read_response(slow, 0, &r[0], READ_MS));
+    expect_x_cache_at(&r[0], "MISS", target, __LINE__);
+    client_free(&slow);
+    get_at(h.port, &r[2], HOST, target, (const char *)NULL);
+    expect_x_cache_at(&r[2], "MISS", target, __LINE__);
+    const char *cs = http_response_header(&r[2], "Cache-Status");
+    if (!cs || !strstr(cs, "detail=purged"))
+        fail_msg("Cache-Status %s, want detail=purged", cs ? cs : "(none)");
+    expect_upstream("/c/inflight", 2);
+}
+
 static void test_a_purge_right_after_a_store_removes_it(void **state)
 {
     (void)state;
@@ -1350,6 +1379,7 @@ int main(void)
         T(test_the_token_and_the_allow_list),
         T(test_each_purge_kind_removes_what_it_matches),
         T(test_a_purge_right_after_a_store_removes_it),
+        T(test_a_fetch_in_flight_during_a_purge_is_purged),
         T(test_a_soft_purge_serves_stale_once_and_revalidates),
         T(test_a_url_purge_removes_every_variant),
         T(test_purge_method_and_errors),

@@ -808,6 +808,32 @@ static void test_response_from_object(void **state)
     assert_int_equal(cache_object_live_count(), live);
 }
 
+static void expect_stripped(const char *in, const char *want)
+{
+    char out[256];
+    size_t n = encode_strip_etag_suffixes(in, strlen(in), out, sizeof out);
+    if (!want) {
+        assert_int_equal(n, 0);
+        return;
+    }
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(out, want, n);
+}
+
+static void test_strip_etag_suffixes(void **state)
+{
+    (void)state;
+    expect_stripped("\"abc-br\"", "\"abc\"");
+    expect_stripped("W/\"x-gzip\", \"y-zstd\", \"z\"", "W/\"x\", \"y\", \"z\"");
+    expect_stripped("\"a-identity\"", "\"a\"");
+    expect_stripped("\"abc\"", NULL); /* nothing of ours */
+    expect_stripped("*", NULL);
+    expect_stripped("\"a-brx\"", NULL); /* not a suffix we add */
+    expect_stripped("", NULL);
+    char small[3];
+    assert_int_equal(encode_strip_etag_suffixes("\"abc-br\"", 8, small, sizeof small), 0);
+}
+
 static void test_etag(void **state)
 {
     (void)state;
@@ -1508,6 +1534,7 @@ int main(void)
         cmocka_unit_test(test_response_from_head),
         cmocka_unit_test(test_response_from_object),
         cmocka_unit_test(test_etag),
+        cmocka_unit_test(test_strip_etag_suffixes),
         cmocka_unit_test(test_level),
         cmocka_unit_test(test_variant_key),
         cmocka_unit_test(test_variant_make_compress),
