@@ -279,9 +279,25 @@ static void variants_make_room(struct ms_shard *sh, const struct cache_object *o
             break;
         }
     }
-    /* entry_unlink() may have freed the key node: look it up again. */
-    while ((k = key_find(sh, key, len, hash)) && k->nvariants >= max_variants) {
-        entry_unlink(sh, k->oldest, graveyard);
+    /* Derived copies and real variants are bounded apart (store.h). */
+    bool derived = cache_object_is_derived(obj);
+    unsigned limit = max_variants ? max_variants : 1;
+    if (derived)
+        limit *= CACHE_DERIVED_PER_VARIANT;
+    for (;;) {
+        /* entry_unlink() may have freed the key node: look it up again. */
+        k = key_find(sh, key, len, hash);
+        unsigned same = 0;
+        struct ms_entry *oldest = NULL;
+        for (struct ms_entry *e = k ? k->newest : NULL; e; e = e->volder) {
+            if (cache_object_is_derived(e->obj) == derived) {
+                same++;
+                oldest = e;
+            }
+        }
+        if (same < limit)
+            return;
+        entry_unlink(sh, oldest, graveyard);
         sh->variant_evictions++;
     }
 }

@@ -31,6 +31,22 @@
 
 struct cache_store;
 
+/* Derived variants: a variant whose secondary key holds this byte (no Vary
+ * key can: cache/key.h escapes controls) is made from another object
+ * (a coded copy, proxy/encode.h).  Stores count them apart: max_variants
+ * bounds the others, and derived ones get CACHE_DERIVED_PER_VARIANT times
+ * as many, so copies never push the real variants out. */
+#define CACHE_DERIVED_MARK '\x1f'
+#define CACHE_DERIVED_PER_VARIANT 4
+
+static inline bool cache_object_is_derived(const struct cache_object *obj)
+{
+    for (size_t i = 0; i < obj->secondary_len; i++)
+        if (obj->secondary_key[i] == CACHE_DERIVED_MARK)
+            return true;
+    return false;
+}
+
 /* Counters of one store.  Monotonic counters count since creation. */
 struct cache_store_stats {
     uint64_t objects;           /* objects held now */
@@ -64,8 +80,10 @@ typedef void cache_store_lookup_f(struct cache_store *store, const char *key, si
 
 /* insert: store obj (under obj->primary_key / primary_hash), taking the
  * store's own reference.  A variant with the same primary and secondary key
- * is replaced; when the key already has max_variants variants, its oldest
- * (first inserted) go first (0 counts as 1).  Returns false when refused at
+ * is replaced; when the key already has max_variants variants of obj's
+ * kind (derived or not, see above; derived ones get
+ * CACHE_DERIVED_PER_VARIANT times as many), the oldest of that kind go
+ * first (0 counts as 1).  Returns false when refused at
  * once (larger than the store can hold, or no memory); true when stored, or
  * queued by a remote store. */
 typedef bool cache_store_insert_f(struct cache_store *store, struct cache_object *obj,

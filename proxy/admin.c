@@ -389,22 +389,21 @@ static void purge_answer(struct admin_conn *c, const struct ban_spec *spec,
     buf_release(&doc);
 }
 
-static bool run_purge(struct admin_conn *c, struct ban_spec *spec, struct purge_result *total)
+/* Apply n specs as one purge (one sweep), log it; false when answered
+ * with an error. */
+static bool run_purge(struct admin_conn *c, struct ban_spec *specs, size_t n,
+                      struct purge_result *total)
 {
     char err[256];
-    struct purge_result res;
-    if (!purger_purge(c->a->purger, spec, &res, err, sizeof err)) {
+    if (!purger_purge_many(c->a->purger, specs, n, total, err, sizeof err)) {
         respond_error(c, 400, NULL, err);
         return false;
     }
-    log_info("admin: %s purge %s%s%.*s from %s: %" PRIu64 " removed, %" PRIu64 " marked stale",
+    const struct ban_spec *spec = &specs[0];
+    log_info("admin: %s purge %s%s%.*s%s from %s: %" PRIu64 " removed, %" PRIu64 " marked stale",
              spec->soft ? "soft" : "hard", ban_kind_name(spec->kind), spec->pattern_len ? " " : "",
-             (int)spec->pattern_len, spec->pattern ? spec->pattern : "", c->peer, res.removed,
-             res.marked);
-    total->ban_id = res.ban_id;
-    total->removed += res.removed;
-    total->marked += res.marked;
-    total->shared = res.shared;
+             (int)spec->pattern_len, spec->pattern ? spec->pattern : "", n > 1 ? " (and more)" : "",
+             c->peer, total->removed, total->marked);
     return true;
 }
 
@@ -529,18 +528,17 @@ static void answer_purge_json(struct admin_conn *c)
                               "\"tag\" values must be non-empty strings without spaces");
                 goto done;
             }
-        for (size_t i = 0; i < count; i++) {
-            spec.kind = BAN_TAG;
-            spec.pattern = items[i].string.ptr;
-            spec.pattern_len = items[i].string.len;
-            spec.time_ms = 0;
-            if (!run_purge(c, &spec, &total))
-                goto done;
-        }
-        purge_answer(c, &spec, &total, count);
+        struct ban_spec specs[100];
+        for (size_t i = 0; i < count; i++)
+            specs[i] = (struct ban_spec){.kind = BAN_TAG,
+                                         .soft = spec.soft,
+                                         .pattern = items[i].string.ptr,
+                                         .pattern_len = items[i].string.len};
+        if (run_purge(c, specs, count, &total))
+            purge_answer(c, &specs[0], &total, count);
         goto done;
     }
-    if (run_purge(c, &spec, &total))
+    if (run_purge(c, &spec, 1, &total))
         purge_answer(c, &spec, &total, 1);
 done:
     json_free(&doc);
@@ -567,7 +565,7 @@ static void answer_purge_method(struct admin_conn *c)
     }
     struct ban_spec spec = {.kind = BAN_KEY, .pattern = key, .pattern_len = klen};
     struct purge_result total = {0};
-    if (run_purge(c, &spec, &total))
+    if (run_purge(c, &spec, 1, &total))
         purge_answer(c, &spec, &total, 1);
 }
 

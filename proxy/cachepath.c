@@ -759,13 +759,13 @@ static void use_variant(struct cache_req *cr, struct cache_object *obj)
     cr->vary_ae = false; /* the variant's head lists Accept-Encoding */
 }
 
-/* Store a variant beside its object.  Variants count against max_variants
- * as well, so a key keeps room for one of each coding per Vary variant. */
+/* Store a variant beside its object.  Coded copies are derived variants
+ * (cache/store.h): they never push a Vary variant out. */
 static void store_variant(struct cache_req *cr, struct worker *w, struct cache_object *obj,
                           int64_t now_ms)
 {
     if (tier_memory(cr->policy))
-        cache_store_insert(w->store, obj, cr->policy->max_variants * (1 + CODING_COUNT));
+        cache_store_insert(w->store, obj, cr->policy->max_variants);
     if (tier_memcached(cr->policy, w))
         mcstore_set(w->mcstore, obj, now_ms);
 }
@@ -849,7 +849,7 @@ static enum cache_lookup_result variant_remote_result(struct cache_req *cr, stru
     size_t klen = cr->obj ? encode_variant_key(cr->obj, &cr->variant_plan, key, sizeof key) : 0;
     if (v && klen > 0 && v->secondary_len == klen && memcmp(v->secondary_key, key, klen) == 0) {
         if (tier_memory(cr->policy))
-            cache_store_insert(w->store, v, cr->policy->max_variants * (1 + CODING_COUNT));
+            cache_store_insert(w->store, v, cr->policy->max_variants);
         use_variant(cr, v);
         return CACHE_LOOKUP_HIT;
     }

@@ -10,6 +10,7 @@
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
+#include "cache/store.h"
 #include "proxy/buf.h"
 
 static struct {
@@ -343,8 +344,8 @@ size_t encode_variant_key(const struct cache_object *src, const struct encode_pl
     if (cap < src->secondary_len + ENCODE_VARIANT_KEY_EXTRA)
         return 0;
     memcpy(out, src->secondary_key, src->secondary_len);
-    int n = snprintf(out + src->secondary_len, cap - src->secondary_len, "\x1f%s:%016llx", name,
-                     (unsigned long long)XXH3_64bits_digest(&state));
+    int n = snprintf(out + src->secondary_len, cap - src->secondary_len, "%c%s:%016llx",
+                     CACHE_DERIVED_MARK, name, (unsigned long long)XXH3_64bits_digest(&state));
     return src->secondary_len + (size_t)n;
 }
 

@@ -132,8 +132,10 @@ static void expire_bans(struct purger *p, int64_t now)
 
 /* ---- applying ------------------------------------------------------------------- */
 
+/* Add spec's ban; with sweep, also sweep the memory store with it now
+ * (callers adding several bans sweep once after the last). */
 static bool apply(struct purger *p, const struct ban_spec *spec, struct purge_result *res,
-                  char *err, size_t errlen)
+                  bool sweep, char *err, size_t errlen)
 {
     uint64_t id = ban_list_add(p->bans, spec, err, errlen);
     if (id == 0)
@@ -149,7 +151,8 @@ static bool apply(struct purger *p, const struct ban_spec *spec, struct purge_re
         atomic_fetch_add(&p->purged, before.objects);
         return true;
     }
-    res->removed = sweep_memory(p, &res->marked, NULL);
+    if (sweep)
+        res->removed = sweep_memory(p, &res->marked, NULL);
     return true;
 }
 
@@ -163,7 +166,7 @@ static void ban_everything_before(struct purger *p, int64_t before_ms, const cha
     struct purge_result res = {0};
     char err[64];
     log_warn("purge log: %s: everything stored before then is dropped to stay safe", why);
-    apply(p, &all, &res, err, sizeof err);
+    apply(p, &all, &res, true, err, sizeof err);
     atomic_fetch_add(&p->log_resets, 1);
 }
 
@@ -178,16 +181,18 @@ static bool is_own(struct purger *p, uint64_t n)
     return false;
 }
 
-static void apply_entry(struct purger *p, uint64_t n, const void *data, size_t len)
+/* Add the ban of log entry n (the caller sweeps once for a batch).
+ * Returns whether a ban was added. */
+static bool apply_entry(struct purger *p, uint64_t n, const void *data, size_t len)
 {
     struct ban_spec spec;
     struct purge_result res = {0};
     char err[256];
     if (is_own(p, n))
-        return; /* applied when it was made */
+        return false; /* applied when it was made */
     if (!ban_decode(data, len, &spec)) {
         ban_everything_before(p, now_ms(), "an entry is not a purge record");
-        return;
+        return false;
     }
     if (p->replay_floor) {
         /* The first entry replayed: older ones were skipped (more than
@@ -195,15 +200,14 @@ static void apply_entry(struct purger *p, uint64_t n, const void *data, size_t l
         p->replay_floor = false;
         ban_everything_before(p, spec.time_ms, "older purges were not replayed");
     }
-    if (!apply(p, &spec, &res, err, sizeof err)) {
+    if (!apply(p, &spec, &res, false, err, sizeof err)) {
         log_warn("purge log entry %llu (%s) not applied: %s", (unsigned long long)n,
                  ban_kind_name(spec.kind), err);
-        return;
+        return false;
     }
-    log_info("purge log entry %llu applied: %s%s %.*s: %llu removed, %llu marked stale",
-             (unsigned long long)n, spec.soft ? "soft " : "", ban_kind_name(spec.kind),
-             (int)spec.pattern_len, spec.pattern ? spec.pattern : "",
-             (unsigned long long)res.removed, (unsigned long long)res.marked);
+    log_info("purge log entry %llu: %s%s %.*s", (unsigned long long)n, spec.soft ? "soft " : "",
+             ban_kind_name(spec.kind), (int)spec.pattern_len, spec.pattern ? spec.pattern : "");
+    return true;
 }
 
 /* ---- memcached answers ------------------------------------------------------------ */
@@ -322,6 +326,7 @@ static void handle_read(struct purger *p, const struct answer *a)
     if (!a->ok)
         return;
     int64_t now = now_ms();
+    size_t added = 0;
     for (size_t i = 0; i < a->nentries; i++) {
         const struct mcstore_log_entry *e = &a->entries[i];
         if (e->n != p->applied + 1)
@@ -332,11 +337,18 @@ static void handle_read(struct purger *p, const struct answer *a)
             if (now - p->missing_since < PURGE_LOG_MISSING_MS)
                 break; /* maybe not written yet: ask again next time */
             ban_everything_before(p, now, "an entry is missing (evicted)");
-        } else {
-            apply_entry(p, e->n, e->data, e->len);
+        } else if (apply_entry(p, e->n, e->data, e->len)) {
+            added++;
         }
         p->missing_since = 0;
         p->applied = e->n;
+    }
+    if (added > 0) {
+        uint64_t marked = 0;
+        uint64_t removed = sweep_memory(p, &marked, NULL);
+        log_info("purge log: %zu entries applied (up to %llu): %llu removed, %llu marked stale",
+                 added, (unsigned long long)p->applied, (unsigned long long)removed,
+                 (unsigned long long)marked);
     }
     atomic_store(&p->log_version, p->applied);
     if (p->applied < p->last_version && p->missing_since == 0)
@@ -463,33 +475,62 @@ struct ban_list *purger_bans(struct purger *p)
     return p->bans;
 }
 
-bool purger_purge(struct purger *p, struct ban_spec *spec, struct purge_result *res, char *err,
-                  size_t errlen)
+/* The next millisecond, reached before we answer: whatever was stored
+ * until now is before it, whatever is stored after our answer is not
+ * (objects are stamped with the real clock when their request began). */
+static int64_t ban_time(void)
 {
-    memset(res, 0, sizeof *res);
-    if (spec->time_ms == 0) {
-        /* The next millisecond, reached before we answer: whatever was
-         * stored until now is before it, whatever is stored after our
-         * answer is not (objects are stamped with the real clock). */
-        spec->time_ms = now_ms() + 1;
-        while (now_ms() < spec->time_ms) {
-            struct timespec nap = {0, 100 * 1000};
-            nanosleep(&nap, NULL);
-        }
+    int64_t t = now_ms() + 1;
+    while (now_ms() < t) {
+        struct timespec nap = {0, 100 * 1000};
+        nanosleep(&nap, NULL);
     }
-    if (!apply(p, spec, res, err, errlen))
-        return false;
+    return t;
+}
+
+/* Tell the other nodes (and delete a URL's own item). */
+static bool share(struct purger *p, const struct ban_spec *spec)
+{
     if (!p->mc)
-        return true;
+        return false;
     if (spec->kind == BAN_KEY && !spec->soft)
         mcstore_delete(p->mc, spec->pattern, spec->pattern_len);
     unsigned char record[BAN_RECORD_MAX];
     size_t len = ban_encode(spec, record, sizeof record);
-    res->shared =
+    bool queued =
         len > 0 && mcstore_log_append(p->mc, record, len, MCSTORE_MAX_EXPIRY_S, on_append, p);
-    if (!res->shared)
+    if (!queued)
         log_warn("purge log: the purge could not be queued for the other nodes");
+    return queued;
+}
+
+bool purger_purge_many(struct purger *p, struct ban_spec *specs, size_t n, struct purge_result *res,
+                       char *err, size_t errlen)
+{
+    memset(res, 0, sizeof *res);
+    int64_t t = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (specs[i].time_ms == 0)
+            specs[i].time_ms = t ? t : (t = ban_time());
+        struct purge_result one = {0};
+        if (!apply(p, &specs[i], &one, false, err, errlen))
+            return false;
+        res->ban_id = one.ban_id;
+        res->removed += one.removed; /* BAN_ALL empties memory at once */
+    }
+    uint64_t marked = 0;
+    res->removed += sweep_memory(p, &marked, NULL);
+    res->marked = marked;
+    res->shared = p->mc != NULL;
+    for (size_t i = 0; i < n; i++)
+        res->shared &= share(p, &specs[i]);
     return true;
+}
+
+bool purger_purge(struct purger *p, struct ban_spec *spec, struct purge_result *res, char *err,
+                  size_t errlen)
+{
+    return purger_purge_many(p, spec, 1, res, err, errlen);
 }
 
 enum ban_verdict purger_check(struct purger *p, struct cache_object *obj)

@@ -79,6 +79,14 @@ struct purge_result {
 bool purger_purge(struct purger *p, struct ban_spec *spec, struct purge_result *res, char *err,
                   size_t errlen);
 
+/* purger_purge_many: apply n specs as one purge: every ban added (times
+ * set as purger_purge() does), then one sweep of the memory store, then
+ * each shared.  res counts them all; res->ban_id is the last ban's.  False
+ * with a message in err at the first invalid spec: the bans before it
+ * stay. */
+bool purger_purge_many(struct purger *p, struct ban_spec *specs, size_t n, struct purge_result *res,
+                       char *err, size_t errlen);
+
 /* purger_check: the verdict on an object found by a lookup (any thread). */
 enum ban_verdict purger_check(struct purger *p, struct cache_object *obj);
 

@@ -359,6 +359,32 @@ static void test_reader_keeps_evicted_object(void **state)
     assert_int_equal(cache_object_live_count(), live);
 }
 
+/* Derived copies (coded variants) are bounded apart from real variants:
+ * they never evict one, and real ones never count them. */
+static void test_derived_variants_are_bounded_apart(void **state)
+{
+    (void)state;
+    struct cache_store *s = new_store(64ull << 20);
+    const char *key = "http://a/d";
+    assert_true(put(s, key, "lang=en", 100, 1, 1));
+    char derived[8][16];
+    for (int i = 0; i < 5; i++) {
+        snprintf(derived[i], sizeof derived[i], "lang=en\x1f%d", i);
+        assert_true(put(s, key, derived[i], 100, 2 + i, 1));
+        assert_true(has(s, key, "lang=en")); /* the real variant stays */
+    }
+    /* max_variants 1: 4 derived copies at most, the oldest went first */
+    assert_false(has(s, key, derived[0]));
+    for (int i = 1; i < 5; i++)
+        assert_true(has(s, key, derived[i]));
+    /* a second real variant evicts the first real one, not a copy */
+    assert_true(put(s, key, "lang=fr", 100, 9, 1));
+    assert_false(has(s, key, "lang=en"));
+    assert_true(has(s, key, "lang=fr"));
+    assert_true(has(s, key, derived[4]));
+    cache_store_destroy(&s);
+}
+
 static void test_insert_replaces_same_variant(void **state)
 {
     long live = cache_object_live_count();
@@ -876,6 +902,7 @@ int main(void)
         cmocka_unit_test(test_lru_evicts_least_recently_used),
         cmocka_unit_test(test_reader_keeps_evicted_object),
         cmocka_unit_test(test_insert_replaces_same_variant),
+        cmocka_unit_test(test_derived_variants_are_bounded_apart),
         cmocka_unit_test(test_max_variants_evicts_oldest),
         cmocka_unit_test(test_remove_drops_all_variants),
         cmocka_unit_test(test_purge_all),
