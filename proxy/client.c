@@ -608,8 +608,10 @@ static bool encoded_sink(void *ctx, const void *p, size_t n)
 /* Decide what the relayed response's body becomes and add the fields that
  * say so.  The framing becomes chunked (close-delimited for HTTP/1.0): the
  * coded length is not known in advance. */
+/* What the relayed response's body becomes (c->encode); a response the
+ * route could code says so in Vary, whatever this client gets (a 304 too). */
 static void plan_encoding(struct client *c, const char *base, const struct http_head *head,
-                          struct forward_response *fr, struct buf *extra, bool http11)
+                          struct buf *extra)
 {
     struct encode_response r;
     encode_response_from_head(&r, base, head, c->head_request);
@@ -618,6 +620,12 @@ static void plan_encoding(struct client *c, const char *base, const struct http_
     encode_plan_for(&c->route->compress, ae, ae_len, &r, &c->encode);
     if (c->encode.vary)
         buf_append_str(extra, "Vary: Accept-Encoding\r\n");
+}
+
+/* The fields and framing of a coded body (after plan_encoding). */
+static void encoding_fields(struct client *c, const char *base, const struct http_head *head,
+                            struct forward_response *fr, struct buf *extra, bool http11)
+{
     if (c->encode.action == ENCODE_NONE)
         return;
     if (c->encode.action == ENCODE_COMPRESS)
@@ -693,7 +701,7 @@ static bool answer_range_after_fill(struct client *c, bool has_length)
 static void relay_response_head(struct client *c, const char *base, const struct http_head *head,
                                 struct forward_response *fr, struct buf *extra, bool http11)
 {
-    plan_encoding(c, base, head, fr, extra, http11);
+    encoding_fields(c, base, head, fr, extra, http11);
     fr->close = c->close_after;
     fr->keep_alive_10 = !http11 && !fr->close;
     fr->extra = extra->data;
@@ -757,6 +765,7 @@ static bool up_on_head(void *owner, const char *base, const struct http_head *he
     }
     if (!c->keep_alive || c->w->draining)
         c->close_after = true;
+    plan_encoding(c, base, head, &extra);
     fr.close = c->close_after;
     fr.keep_alive_10 = !http11 && !fr.close;
     c->resp_framing = fr.framing;

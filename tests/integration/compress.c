@@ -798,6 +798,12 @@ static void test_coded_etags_go_upstream_without_their_suffix(void **state)
     head = origin_last("/pass/tags");
     if (!strstr(head, "If-Match: \"other\"\r\n"))
         fail_msg("the origin got: %s", head);
+
+    /* A 200 the proxy turns into a 304 still says what it varies on. */
+    const char *plain = "/pass/tags304?" HTML "&hdr=ETag:%22v9%22";
+    get(&r[3], plain, "If-None-Match: \"v9\"", NULL);
+    expect_status(&r[3], 304);
+    expect_vary_ae(&r[3]);
 }
 
 /* ---- e. two nodes sharing memcached ------------------------------------------ */

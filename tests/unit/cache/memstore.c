@@ -367,7 +367,7 @@ static void test_derived_variants_are_bounded_apart(void **state)
     struct cache_store *s = new_store(64ull << 20);
     const char *key = "http://a/d";
     assert_true(put(s, key, "lang=en", 100, 1, 1));
-    char derived[8][16];
+    char derived[8][32];
     for (int i = 0; i < 5; i++) {
         snprintf(derived[i], sizeof derived[i], "lang=en\x1f%d", i);
         assert_true(put(s, key, derived[i], 100, 2 + i, 1));
