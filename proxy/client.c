@@ -111,6 +111,8 @@ struct client {
     bool encode_checked;        /* cr.obj was given its coded variant (or needs none) */
     struct encode_plan encode;  /* what the relayed response's body becomes */
     struct encoder enc;         /* ... and the encoder doing it */
+    struct buf enc_pending;     /* upstream body bytes waiting for `out` to drain (inflate) */
+    bool enc_end_pending;       /* the upstream response ended while bytes were waiting */
     int retries;
     bool head_request;
     bool idempotent;
@@ -143,6 +145,8 @@ static int64_t now_ms(const struct client *c)
 
 static void client_parse(struct client *c);
 static void client_flush(struct client *c);
+static bool encode_feed(struct client *c, const char *p, size_t n);
+static void relay_end(struct client *c);
 static void client_arm(struct client *c);
 static void request_end(struct client *c);
 
@@ -273,6 +277,25 @@ static enum write_result client_write_some(struct client *c)
     }
 }
 
+/* `out` drained: code the body bytes that waited, then go on (write
+ * them, end the response if the upstream's ended meanwhile, or let the
+ * upstream resume). */
+static void client_drain_pending(struct client *c)
+{
+    struct buf pending = c->enc_pending;
+    c->enc_pending = (struct buf){0};
+    bool ok = encode_feed(c, pending.data + pending.off, buf_pending(&pending));
+    buf_release(&pending);
+    if (!ok)
+        return;
+    if (buf_pending(&c->enc_pending) == 0 && c->enc_end_pending) {
+        c->enc_end_pending = false;
+        relay_end(c);
+        return;
+    }
+    client_flush(c);
+}
+
 static void client_flush(struct client *c)
 {
     if (c->state == CS_DEAD)
@@ -293,6 +316,10 @@ static void client_flush(struct client *c)
         break;
     }
     ev_io_stop(c->w->loop, &c->wio);
+    if (buf_pending(&c->enc_pending) > 0 && buf_pending(&c->out) < OUT_LOW_WATER) {
+        client_drain_pending(c);
+        return;
+    }
     if (c->up && buf_pending(&c->out) < OUT_LOW_WATER)
         upstream_resume(c->up);
     if (c->state == CS_CLOSING) {
@@ -436,6 +463,8 @@ static void request_reset(struct client *c)
     c->encode_checked = false;
     c->encode = (struct encode_plan){.action = ENCODE_NONE, .coding = CODING_IDENTITY};
     encoder_free(&c->enc);
+    buf_release(&c->enc_pending);
+    c->enc_end_pending = false;
     cache_req_reset(&c->cr);
     c->route = NULL;
     c->retries = 0;
@@ -791,6 +820,41 @@ static void client_encode_failed(struct client *c)
     client_close(c);
 }
 
+/* Inflating is fed in slices this long: one slice makes at most
+ * ENCODE_INFLATE_MAX_RATIO times as much output (about 512 KiB). */
+#define INFLATE_SLICE 512
+
+/* Feed upstream body bytes to the encoder.  An inflater is fed in slices
+ * and stops once `out` is past OUT_HIGH_WATER: the rest waits in
+ * enc_pending (the upstream is paused), so a body that inflates a
+ * thousandfold never floods `out`.  False when the coding failed (the
+ * connection is then cut). */
+static bool encode_feed(struct client *c, const char *p, size_t n)
+{
+    if (c->encode.action != ENCODE_INFLATE) {
+        if (encoder_write(&c->enc, p, n))
+            return true;
+        client_encode_failed(c);
+        return false;
+    }
+    size_t off = 0;
+    while (off < n) {
+        if (buf_pending(&c->out) > OUT_HIGH_WATER) {
+            buf_append(&c->enc_pending, p + off, n - off);
+            if (c->up)
+                upstream_pause(c->up);
+            return true;
+        }
+        size_t k = n - off < INFLATE_SLICE ? n - off : INFLATE_SLICE;
+        if (!encoder_write(&c->enc, p + off, k)) {
+            client_encode_failed(c);
+            return false;
+        }
+        off += k;
+    }
+    return true;
+}
+
 static void up_on_body(void *owner, const char *p, size_t n)
 {
     struct client *c = owner;
@@ -798,10 +862,10 @@ static void up_on_body(void *owner, const char *p, size_t n)
     if (c->discard_body || c->answer_from_cache)
         return;
     if (encoder_active(&c->enc)) {
-        if (!encoder_write(&c->enc, p, n)) {
-            client_encode_failed(c);
+        if (buf_pending(&c->enc_pending) > 0) /* keep the order: behind what waits */
+            buf_append(&c->enc_pending, p, n);
+        else if (!encode_feed(c, p, n))
             return;
-        }
         if (buf_pending(&c->out) > OUT_HIGH_WATER && c->up)
             upstream_pause(c->up);
         client_flush(c);
@@ -825,6 +889,8 @@ static void up_on_trailers(void *owner, const char *base, const struct http_head
     struct client *c = owner;
     if (c->resp_framing != FRAMING_CHUNKED)
         return; /* RFC 9110 6.5.1: a recipient may discard trailers */
+    if (buf_pending(&c->enc_pending) > 0)
+        return; /* the body is still being coded: the trailers go (RFC 9110 6.5.1) */
     if (encoder_active(&c->enc)) {
         bool ok = encoder_finish(&c->enc);
         if (!ok) {
@@ -847,19 +913,9 @@ static void up_on_trailers(void *owner, const char *base, const struct http_head
     client_write(c, "\r\n", 2);
 }
 
-static void up_on_done(void *owner)
+/* The relayed response is over: the encoder's end, the last chunk. */
+static void relay_end(struct client *c)
 {
-    struct client *c = owner;
-    c->up = NULL;
-    cache_req_response_done(&c->cr, c->w, now_ms(c));
-    if (c->answer_from_cache) {
-        if (!c->cr.obj) {
-            client_error(c, 502, "the response could not be stored to answer from");
-            return;
-        }
-        client_serve_hit(c);
-        return;
-    }
     if (encoder_active(&c->enc) && !c->discard_body) {
         bool ok = encoder_finish(&c->enc);
         if (!ok) {
@@ -874,6 +930,26 @@ static void up_on_done(void *owner)
     if (!c->req_done)
         c->close_after = true; /* the rest of the request body cannot be found */
     client_flush(c);
+}
+
+static void up_on_done(void *owner)
+{
+    struct client *c = owner;
+    c->up = NULL;
+    cache_req_response_done(&c->cr, c->w, now_ms(c));
+    if (c->answer_from_cache) {
+        if (!c->cr.obj) {
+            client_error(c, 502, "the response could not be stored to answer from");
+            return;
+        }
+        client_serve_hit(c);
+        return;
+    }
+    if (buf_pending(&c->enc_pending) > 0) {
+        c->enc_end_pending = true; /* relay_end() once what waits is coded */
+        return;
+    }
+    relay_end(c);
 }
 
 static bool request_retryable(const struct client *c, const struct upstream_error *err)
@@ -1748,6 +1824,7 @@ void client_destroy(struct client *c)
         upstream_abort(&c->up);
     cache_req_reset(&c->cr);
     encoder_free(&c->enc);
+    buf_release(&c->enc_pending);
     if (c->state != CS_DEAD) {
         ev_io_stop(c->w->loop, &c->rio);
         ev_io_stop(c->w->loop, &c->wio);

@@ -1166,6 +1166,43 @@ static void test_upstream_gzip_on_a_pass_through_route(void **state)
     expect_origin_ae("/ugp/d", "gzip");
 }
 
+/* A body that inflates a thousandfold does not flood memory: with clients
+ * that do not read, tessera inflates only until each one's output buffer is
+ * full, then stops reading the upstream; every body still arrives whole. */
+static void test_inflating_for_slow_readers_holds_memory(void **state)
+{
+    (void)state;
+    enum { N = 4 };
+    const uint64_t len = 32u << 20; /* the a..z pattern: about 300x in gzip */
+    char target[128];
+    snprintf(target, sizeof target, "/ugp/big?gzip=1&len=%llu", (unsigned long long)len);
+    struct client *c[N];
+    long rss0 = proc_rss_kb(h.tessera->pid);
+    assert_true(rss0 > 0);
+    for (int i = 0; i < N; i++) {
+        c[i] = client_connect(h.port, 5000);
+        assert_non_null(c[i]);
+        assert_int_equal(client_send_request(c[i], "GET", target, NULL), 0);
+    }
+    sleep_ms(2000); /* the origin gzips 32 MiB per request; nobody reads */
+    long rss1 = proc_rss_kb(h.tessera->pid);
+    print_message("      tessera RSS %ld kB before, %ld kB with %d stalled readers\n", rss0, rss1,
+                  N);
+    if (rss1 - rss0 > 16 * 1024)
+        fail_msg("RSS grew by %ld kB for %d stalled readers", rss1 - rss0, N);
+    for (int i = 0; i < N; i++) {
+        struct http_response big = {0};
+        assert_int_equal(client_read_response(c[i], 0, &big, 20000), CLIENT_OK);
+        assert_int_equal(big.status, 200);
+        assert_int_equal(big.body_len, len);
+        for (uint64_t k = 0; k < len; k += 1048573)
+            if (big.body[k] != 'a' + (char)(k % 26))
+                fail_msg("byte %llu is %c", (unsigned long long)k, big.body[k]);
+        http_response_clear(&big);
+        client_free(&c[i]);
+    }
+}
+
 static void test_without_upstream_gzip_the_upstream_gets_no_accept_encoding(void **state)
 {
     (void)state;
@@ -1257,6 +1294,7 @@ int main(void)
         T(test_a_coded_stream_keeps_the_upstream_pace),
         T(test_upstream_gzip_on_a_cached_route),
         T(test_upstream_gzip_on_a_pass_through_route),
+        T(test_inflating_for_slow_readers_holds_memory),
         T(test_without_upstream_gzip_the_upstream_gets_no_accept_encoding),
         T(test_request_bodies_are_never_decoded),
         T(test_compress_off_leaves_everything_alone),
