@@ -612,12 +612,23 @@ static bool keep_field(const void *ctx, const char *base, const struct http_fiel
     return cache_req_forwards_field(&c->cr, base, f);
 }
 
-/* The client's Accept-Encoding (several lines: the first; NULL: none). */
+/* The client's Accept-Encoding (several lines: the first; NULL: none).
+ * A request that says Cache-Control: no-transform (RFC 9111 5.2.1.6) asks
+ * for the body as the origin made it: it counts as "identity". */
 static const char *client_accept_encoding(const struct client *c, size_t *len)
 {
-    const struct http_field *f = http_head_find(c->in.data, &c->req, "accept-encoding");
+    const char *base = c->in.data;
+    for (unsigned i = 0; i < c->req.nfields; i++) {
+        const struct http_field *f = &c->req.fields[i];
+        if (http_span_is(base, f->name, "cache-control") &&
+            http_list_has_token(base + f->value.off, f->value.len, "no-transform", 12)) {
+            *len = 8;
+            return "identity";
+        }
+    }
+    const struct http_field *f = http_head_find(base, &c->req, "accept-encoding");
     *len = f ? f->value.len : 0;
-    return f ? c->in.data + f->value.off : NULL;
+    return f ? base + f->value.off : NULL;
 }
 
 /* Encoded body bytes on their way to the client. */

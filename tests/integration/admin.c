@@ -19,6 +19,8 @@
  *   - /stats and /metrics deltas for an exact sequence of hits and misses;
  *   - two nodes sharing memcached: a purge on one reaches the other within
  *     purge_sync;
+ *   - a lost purge log (memcached flushed, or an entry that never comes):
+ *     the other node counts a log reset and drops what it stored before;
  *   - /health, and 503 "draining" after SIGTERM while a request is in flight;
  *   - `tessera purge` and `tessera stats`: output and exit codes;
  *   - tags headers removed from client responses unless `keep`;
@@ -32,6 +34,8 @@
  * Responses and outputs live in file statics so the teardown frees them
  * even when an assertion fails mid-test.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -42,6 +46,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1107,6 +1113,162 @@ static void test_a_purge_on_one_node_reaches_the_other(void **state)
     expect_upstream("/t/p/1", np + 1);
 }
 
+/* ---- 7b. a lost purge log ------------------------------------------------- */
+
+/* The key of the purge log's version: start_two_nodes() sets no prefix, so
+ * the default one ("prefix tsr:;", man/tessera.conf.5). */
+#define LOG_VERSION_KEY "tsr:purgelog:v"
+/* How long a missing entry waits before it counts as lost
+ * (PURGE_LOG_MISSING_MS in proxy/purge.c). */
+#define MISSING_MS 5000
+
+/* A raw connection to memcached on 127.0.0.1:port, or -1. */
+static int mc_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct timeval tv = {2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Send the text command cmd (with its \r\n) to the test's memcached; its
+ * one-line answer must be want (with its \r\n). */
+static void mc_command_at(const char *cmd, const char *want, int line)
+{
+    int fd = mc_connect(mcd->port);
+    if (fd < 0)
+        fail_msg("line %d: cannot connect to memcached on port %d", line, mcd->port);
+    char buf[256];
+    size_t have = 0;
+    size_t len = strlen(cmd);
+    if (send(fd, cmd, len, MSG_NOSIGNAL) != (ssize_t)len) {
+        close(fd);
+        fail_msg("line %d: cannot send %s to memcached", line, cmd);
+    }
+    while (have < sizeof buf - 1) {
+        ssize_t n = recv(fd, buf + have, sizeof buf - 1 - have, 0);
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+        buf[have] = '\0';
+        if (strstr(buf, "\r\n"))
+            break;
+    }
+    buf[have] = '\0';
+    close(fd);
+    if (strcmp(buf, want) != 0)
+        fail_msg("line %d: memcached answered %s with \"%s\", expected \"%s\"", line, cmd, buf,
+                 want);
+}
+#define mc_command(cmd, want) mc_command_at((cmd), (want), __LINE__)
+
+/* Node b's /stats purge.<key>. */
+static long long purge_stat_b(const char *key, int line)
+{
+    return json_int_at(admin_doc(admin_port_b, "/stats", 0), "\"purge\": {", key, line);
+}
+
+/* Wait (up to ms) until node b's purge.<key> is want; fails with what it
+ * was when it never is.  Returns how long it took (ms). */
+static long wait_purge_stat_b_at(const char *key, long long want, long ms, int line)
+{
+    long start = now_ms();
+    long long got;
+    for (;;) {
+        got = purge_stat_b(key, line);
+        if (got == want)
+            return now_ms() - start;
+        if (now_ms() - start > ms)
+            break;
+        sleep_ms(20);
+    }
+    fail_msg("line %d: node b's purge.%s is %lld after %ld ms, expected %lld", line, key, got, ms,
+             want);
+    return -1;
+}
+#define wait_purge_stat_b(key, want, ms) wait_purge_stat_b_at((key), (want), (ms), __LINE__)
+
+/* Two nodes sharing memcached; target warmed on node b alone (MISS, then
+ * HIT: the origin served it once); one purge on node a of another URL, so
+ * the log exists at version 1, applied by b; b has had no log reset. */
+static void lost_log_scene(const char *target, const char *path)
+{
+    start_two_nodes();
+    get_at(node_b->port, &r[2], HOST, target, (const char *)NULL);
+    expect_status(&r[2], 200);
+    expect_x_cache_at(&r[2], "MISS", "node b, first", __LINE__);
+    get_at(node_b->port, &r[3], HOST, target, (const char *)NULL);
+    expect_status(&r[3], 200);
+    expect_x_cache_at(&r[3], "HIT", "node b, second", __LINE__);
+    assert_true(same_origin_response(&r[2], &r[3]));
+    expect_upstream(path, 1);
+
+    assert_int_equal(purge("{\"url\": \"http://shop.test/t/unrelated\"}", "key"), 0);
+    assert_non_null(strstr(r[5].body, "\"shared\":true"));
+    wait_purge_stat_b("log_version", 1, WAIT_MS);
+    assert_int_equal(purge_stat_b("log_resets", __LINE__), 0);
+    /* Still a HIT of the same copy: the unrelated purge did not touch it. */
+    get_at(node_b->port, &r[3], HOST, target, (const char *)NULL);
+    expect_x_cache_at(&r[3], "HIT", "node b after the unrelated purge", __LINE__);
+    assert_true(same_origin_response(&r[2], &r[3]));
+    expect_upstream(path, 1);
+}
+
+/* After the reset, target on node b is a MISS that the origin serves. */
+static void expect_dropped_on_b(const char *target, const char *path)
+{
+    get_at(node_b->port, &r[1], HOST, target, (const char *)NULL);
+    expect_status(&r[1], 200);
+    expect_x_cache_at(&r[1], "MISS", "node b after the log was lost", __LINE__);
+    assert_false(same_origin_response(&r[1], &r[2]));
+    expect_upstream(path, 2);
+    assert_int_equal(purge_stat_b("log_resets", __LINE__), 1);
+}
+
+/* memcached loses everything (flush_all): node b finds the log's version
+ * gone back (1 -> none), cannot know which purges it missed, and drops
+ * everything it stored before. */
+static void test_a_lost_purge_log_drops_what_it_could_hide(void **state)
+{
+    (void)state;
+    const char *target = "/t/lost", *path = "/t/lost";
+    lost_log_scene(target, path);
+
+    mc_command("flush_all\r\n", "OK\r\n");
+    long took = wait_purge_stat_b("log_resets", 1, WAIT_MS);
+    print_message("node b counted the log reset %ld ms after flush_all\n", took);
+    expect_dropped_on_b(target, path);
+}
+
+/* The log's version moves on to an entry nobody writes: once it has been
+ * missing for PURGE_LOG_MISSING_MS it counts as lost (evicted), and node b
+ * drops everything it stored before. */
+static void test_a_missing_log_entry_drops_what_it_could_hide(void **state)
+{
+    (void)state;
+    const char *target = "/t/missing", *path = "/t/missing";
+    lost_log_scene(target, path);
+
+    mc_command("incr " LOG_VERSION_KEY " 1\r\n", "2\r\n");
+    long took = wait_purge_stat_b("log_resets", 1, WAIT_MS + MISSING_MS);
+    print_message("node b counted the missing entry %ld ms after the incr\n", took);
+    /* Not before the grace: the entry might still have been on its way. */
+    if (took < MISSING_MS - 200)
+        fail_msg("node b counted the missing entry as lost after %ld ms, before the %d ms grace",
+                 took, MISSING_MS);
+    expect_dropped_on_b(target, path);
+    assert_int_equal(purge_stat_b("log_version", __LINE__), 2);
+}
+
 /* ---- 8. health and draining ------------------------------------------------ */
 
 static void test_health_answers_draining_while_a_request_is_in_flight(void **state)
@@ -1386,6 +1548,8 @@ int main(void)
         T(test_stats_and_metrics_count_exactly),
         T(test_stats_count_compression),
         T(test_a_purge_on_one_node_reaches_the_other),
+        T(test_a_lost_purge_log_drops_what_it_could_hide),
+        T(test_a_missing_log_entry_drops_what_it_could_hide),
         T(test_health_answers_draining_while_a_request_is_in_flight),
         T(test_the_command_line_client),
         T(test_tags_headers_are_removed_unless_kept),

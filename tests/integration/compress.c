@@ -601,6 +601,22 @@ static void test_no_transform_and_coded_bodies_pass_unchanged(void **state)
     assert_int_equal(log_lines(h.error_log, "made the ", "/cache/defl?"), 0);
 }
 
+/* A request that says no-transform gets the body as the application made
+ * it, on a pass-through route and from the cache (no variant made). */
+static void test_a_no_transform_request_is_not_coded(void **state)
+{
+    (void)state;
+    get(&r[0], "/pass/ntq?" HTML, "Accept-Encoding: br", "Cache-Control: no-transform", NULL);
+    expect_decoded(&r[0], "identity", LEN);
+    get(&r[1], "/cache/ntq?" HTML, "Accept-Encoding: br", "Cache-Control: no-transform", NULL);
+    expect_decoded(&r[1], "identity", LEN);
+    get(&r[2], "/cache/ntq?" HTML, "Accept-Encoding: br", "Cache-Control: no-transform", NULL);
+    expect_x_cache(&r[2], "HIT");
+    expect_decoded(&r[2], "identity", LEN);
+    expect_vary_ae(&r[2]);
+    expect_made("br", "/cache/ntq?", 0);
+}
+
 static void test_short_bodies_and_unlisted_types_pass_unchanged(void **state)
 {
     (void)state;
@@ -1284,6 +1300,7 @@ int main(void)
         T(test_each_coding_on_a_cached_route),
         T(test_no_transform_and_coded_bodies_pass_unchanged),
         T(test_short_bodies_and_unlisted_types_pass_unchanged),
+        T(test_a_no_transform_request_is_not_coded),
         T(test_head_and_204_are_not_coded),
         T(test_a_range_on_a_cached_object_is_an_identity_slice),
         T(test_a_variant_is_made_once),
