@@ -771,8 +771,9 @@ static void store_variant(struct cache_req *cr, struct worker *w, struct cache_o
 }
 
 /* Make cr->obj's variant for plan now (whole body, cached level), store it
- * and serve it; when that fails, the identity object answers (an inflate
- * plan cannot: the client does not take gzip, so the request fails). */
+ * and serve it; when that fails, the object answers as stored (a coding
+ * was only an improvement), except for an inflate plan: the client cannot
+ * read gzip, so the object is inflated while it is sent (inflate_on_hit). */
 static void make_variant(struct cache_req *cr, struct worker *w, const struct encode_plan *plan,
                          int64_t now_ms)
 {
@@ -785,7 +786,7 @@ static void make_variant(struct cache_req *cr, struct worker *w, const struct en
                  plan->action == ENCODE_INFLATE ? "inflated" : coding_name(plan->coding),
                  (int)cr->key_len, cr->key, err);
         if (plan->action == ENCODE_INFLATE)
-            cache_object_release(&cr->obj);
+            cr->inflate_on_hit = true; /* the client cannot take it as stored */
         return;
     }
     log_info("made the %s variant of %.*s: %zu -> %zu bytes",

@@ -114,8 +114,11 @@ struct cache_req {
     int64_t remote_until_ms;
     struct mcstore_get_result *remote_res; /* the answer, until remote_result takes it */
     /* Content coding of a hit (proxy/encode.h). */
-    bool vary_ae;       /* the answer adds "Vary: Accept-Encoding" */
-    bool variant_asked; /* memcached was asked for the coded variant of cr->obj */
+    bool vary_ae;        /* the answer adds "Vary: Accept-Encoding" */
+    bool variant_asked;  /* memcached was asked for the coded variant of cr->obj */
+    bool inflate_on_hit; /* cr->obj is gzip for a client that does not take it and
+                          * no inflated variant could be made: inflate it while
+                          * sending */
     struct encode_plan variant_plan;
     /* Runs on the request's worker when memcached answered (set by the
      * client before the first lookup, kept across requests). */

@@ -147,6 +147,7 @@ static void client_parse(struct client *c);
 static void client_flush(struct client *c);
 static bool encode_feed(struct client *c, const char *p, size_t n);
 static void relay_end(struct client *c);
+static void client_drain_pending(struct client *c);
 static void client_arm(struct client *c);
 static void request_end(struct client *c);
 
@@ -1507,11 +1508,54 @@ static enum cache_lookup_result client_encode_hit(struct client *c, bool remote_
                                 now_ms(c));
 }
 
+/* Answer with the stored gzip body inflated on the way, for a client that
+ * does not take gzip when no inflated variant could be stored (its body
+ * outgrew max_object_size): a 200 (preconditions and ranges are not
+ * evaluated on this rare path), chunked, fed through the encoder with the
+ * same bounded memory as a relayed body. */
+static void client_serve_inflated(struct client *c)
+{
+    const struct cache_object *obj = c->cr.obj;
+    bool http11 = c->req.major == 1 && c->req.minor >= 1;
+    if (!c->keep_alive || c->w->draining || !http11)
+        c->close_after = true;
+    char tag[CACHE_OBJECT_ETAG_MAX + 16];
+    size_t tlen = obj->etag_len ? encode_etag(obj->etag, obj->etag_len, CODING_IDENTITY, true, tag,
+                                              sizeof tag)
+                                : 0;
+    struct hit_head hh = {
+        .close = c->close_after,
+        .keep_alive_10 = false,
+        .fields = cache_req_hit_fields,
+        .fields_ctx = &c->cr,
+    };
+    bool body = http_status_has_body(obj->status, c->head_request);
+    hit_inflated_head(obj, &hh, tag, tlen, body && http11, &c->out);
+    c->status = obj->status;
+    c->resp_started = true;
+    c->resp_framing = !body ? FRAMING_NONE : http11 ? FRAMING_CHUNKED : FRAMING_CLOSE;
+    if (!body) {
+        c->resp_done = true;
+        client_flush(c);
+        return;
+    }
+    c->encode = (struct encode_plan){.action = ENCODE_INFLATE, .coding = CODING_IDENTITY};
+    if (!encoder_start(&c->enc, &c->encode, &c->route->compress, encoded_sink, c)) {
+        log_error("client %s: cannot start the inflater: %s", c->addr, c->enc.err);
+        client_close(c);
+        return;
+    }
+    for (size_t i = 0; i < obj->nbody; i++)
+        buf_append(&c->enc_pending, obj->body[i].iov_base, obj->body[i].iov_len);
+    c->enc_end_pending = true;
+    client_drain_pending(c);
+}
+
 static void client_serve_hit(struct client *c)
 {
     client_encode_hit(c, false);
-    if (!c->cr.obj) {
-        client_error(c, 502, "the stored response could not be decoded");
+    if (c->cr.inflate_on_hit) {
+        client_serve_inflated(c);
         return;
     }
     bool http11 = c->req.major == 1 && c->req.minor >= 1;

@@ -108,7 +108,7 @@ static bool is_304_field(const char *name, size_t len)
     return false;
 }
 
-enum field_filter { FIELDS_ALL, FIELDS_304, FIELDS_NO_CONTENT_TYPE };
+enum field_filter { FIELDS_ALL, FIELDS_304, FIELDS_NO_CONTENT_TYPE, FIELDS_INFLATED };
 
 static bool field_passes(enum field_filter filter, const char *name, size_t len)
 {
@@ -119,6 +119,10 @@ static bool field_passes(enum field_filter filter, const char *name, size_t len)
         return is_304_field(name, len);
     case FIELDS_NO_CONTENT_TYPE:
         return !(len == 12 && strncasecmp(name, "content-type", 12) == 0);
+    case FIELDS_INFLATED: /* the body's coding, length and tag change */
+        return !(len == 16 && strncasecmp(name, "content-encoding", 16) == 0) &&
+               !(len == 14 && strncasecmp(name, "content-length", 14) == 0) &&
+               !(len == 4 && strncasecmp(name, "etag", 4) == 0);
     }
     return true;
 }
@@ -334,6 +338,18 @@ void hit_answer(const struct cache_object *obj, const struct hit_request *hr,
         answer_ranges(obj, hr, hh, out, plan);
     else
         answer_full(obj, hr, hh, out, plan);
+}
+
+void hit_inflated_head(const struct cache_object *obj, const struct hit_head *hh, const char *etag,
+                       size_t etag_len, bool chunked, struct buf *out)
+{
+    status_line(out, obj->status);
+    append_stored_fields(out, obj, FIELDS_INFLATED);
+    if (etag_len > 0)
+        buf_appendf(out, "ETag: %.*s\r\n", (int)etag_len, etag);
+    if (chunked)
+        buf_append_str(out, "Transfer-Encoding: chunked\r\n");
+    append_tail(out, hh);
 }
 
 bool hit_not_modified_from_response(const char *base, const struct http_head *resp,

@@ -66,6 +66,14 @@ struct hit_head {
 void hit_answer(const struct cache_object *obj, const struct hit_request *hr,
                 const struct hit_head *hh, struct buf *out, struct hit_plan *plan, int64_t now_ms);
 
+/* hit_inflated_head: the head of a 200 (or obj's status) whose body is
+ * obj's gzip body inflated on the way (proxy/encode.h): obj's fields but
+ * Content-Encoding, Content-Length and ETag, then etag (etag_len 0: none)
+ * and, when chunked, "Transfer-Encoding: chunked", then the tail (the
+ * caller's fields, Connection). */
+void hit_inflated_head(const struct cache_object *obj, const struct hit_head *hh, const char *etag,
+                       size_t etag_len, bool chunked, struct buf *out);
+
 /* hit_not_modified_from_response: for a 200 that passed through (resp,
  * spans into base): when its ETag / Last-Modified satisfy the request's
  * If-None-Match / If-Modified-Since, write a 304 head built from it into

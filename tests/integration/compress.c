@@ -408,6 +408,8 @@ static int group_setup(void **state)
                            "route /ug/ { backend app; cache on; ttl 100s;\n"
                            "             compress { upstream_gzip on; } }\n"
                            "route /ugp/ { backend app; compress { upstream_gzip on; } }\n"
+                           "route /ugs/ { backend app; cache on; ttl 100s; max_object_size 64k;\n"
+                           "              compress { upstream_gzip on; } }\n"
                            "route /off/ { backend app; compress { off; } }\n"
                            "route default { backend app; }\n",
                            h.origin_port[0])
@@ -1219,6 +1221,28 @@ static void test_inflating_for_slow_readers_holds_memory(void **state)
     }
 }
 
+/* A stored gzip body whose inflated form is too large to store as a
+ * variant is inflated on the way for each client that does not take gzip
+ * (and still served as stored to those that do). */
+static void test_an_object_too_large_inflated_is_inflated_on_each_hit(void **state)
+{
+    (void)state;
+    const char *target = "/ugs/big?gzip=1&len=200000&ctype=text/html";
+    for (int i = 0; i < 3; i++) {
+        get(&r[i], target, NULL);
+        expect_status(&r[i], 200);
+        expect_x_cache(&r[i], i == 0 ? "MISS" : "HIT");
+        assert_null(http_response_header(&r[i], "Content-Encoding"));
+        assert_int_equal(r[i].body_len, 200000);
+        for (size_t k = 0; k < 200000; k += 9973)
+            assert_int_equal(r[i].body[k], 'a' + (char)(k % 26));
+    }
+    get(&r[3], target, "Accept-Encoding: gzip", NULL);
+    expect_x_cache(&r[3], "HIT");
+    expect_decoded(&r[3], "gzip", 200000);
+    expect_upstream("/ugs/big", 1);
+}
+
 static void test_without_upstream_gzip_the_upstream_gets_no_accept_encoding(void **state)
 {
     (void)state;
@@ -1312,6 +1336,7 @@ int main(void)
         T(test_upstream_gzip_on_a_cached_route),
         T(test_upstream_gzip_on_a_pass_through_route),
         T(test_inflating_for_slow_readers_holds_memory),
+        T(test_an_object_too_large_inflated_is_inflated_on_each_hit),
         T(test_without_upstream_gzip_the_upstream_gets_no_accept_encoding),
         T(test_request_bodies_are_never_decoded),
         T(test_compress_off_leaves_everything_alone),
