@@ -782,9 +782,11 @@ static void make_variant(struct cache_req *cr, struct worker *w, const struct en
     struct cache_object *v =
         encode_variant_make(src, plan, cr->compress, cr->policy->max_object_size, err, sizeof err);
     if (!v) {
-        log_warn("cannot make the %s variant of %.*s: %s",
-                 plan->action == ENCODE_INFLATE ? "inflated" : coding_name(plan->coding),
-                 (int)cr->key_len, cr->key, err);
+        /* Not an error of the request: it is answered anyway (as stored,
+         * or inflated on the way); and it recurs on every hit. */
+        log_debug("cannot make the %s variant of %.*s: %s",
+                  plan->action == ENCODE_INFLATE ? "inflated" : coding_name(plan->coding),
+                  (int)cr->key_len, cr->key, err);
         if (plan->action == ENCODE_INFLATE)
             cr->inflate_on_hit = true; /* the client cannot take it as stored */
         return;
