@@ -23,6 +23,7 @@
 #include <sys/un.h>
 
 #include "config/config.h"
+#include "tests/support/configtest.h"
 #include "tests/support/tmpdir.h"
 
 #define LISTEN "listen 127.0.0.1:8080;\n"
@@ -45,18 +46,6 @@ static struct config *load_ok(const char *text)
     return load_named("t.conf", text);
 }
 
-static void expect_error(const char *text, const char *msg)
-{
-    char err[1024] = "";
-    struct config *cfg = config_load_string("t.conf", text, err, sizeof err);
-
-    if (cfg) {
-        config_release(&cfg);
-        fail_msg("expected the error \"%s\"", msg);
-    }
-    assert_string_equal(err, msg);
-}
-
 /* BODY as the inside of `admin { ... }`, starting at line 3, column 1. */
 static const char *in_block(const char *body)
 {
@@ -76,7 +65,7 @@ static struct config *load_block(const char *body)
 
 static void expect_block_error(const char *body, const char *msg)
 {
-    expect_error(in_block(body), msg);
+    configtest_expect_error(in_block(body), msg);
 }
 
 static struct sockaddr_storage ipv4(const char *ip, unsigned port)
@@ -306,19 +295,23 @@ static void test_listen_clash(void **state)
 
     (void)state;
     /* the default admin listener, reported at the block */
-    expect_error("listen 127.0.0.1:8081;\nadmin { " TOKEN_OFF " }",
-                 "t.conf:2:1: admin listener must not share a port with `listen` at t.conf:1:1");
+    configtest_expect_error(
+        "listen 127.0.0.1:8081;\nadmin { " TOKEN_OFF " }",
+        "t.conf:2:1: admin listener must not share a port with `listen` at t.conf:1:1");
     /* reported at the admin `listen`, whatever the order */
-    expect_error("admin {\n  listen 127.0.0.1:8080; " TOKEN_OFF "\n}\n" LISTEN,
-                 "t.conf:2:3: admin listener must not share a port with `listen` at t.conf:4:1");
-    expect_error(LISTEN "listen [::1]:9000;\nadmin { listen [0::1]:9000; " TOKEN_OFF " }",
-                 "t.conf:3:9: admin listener must not share a port with `listen` at t.conf:2:1");
+    configtest_expect_error(
+        "admin {\n  listen 127.0.0.1:8080; " TOKEN_OFF "\n}\n" LISTEN,
+        "t.conf:2:3: admin listener must not share a port with `listen` at t.conf:4:1");
+    configtest_expect_error(
+        LISTEN "listen [::1]:9000;\nadmin { listen [0::1]:9000; " TOKEN_OFF " }",
+        "t.conf:3:9: admin listener must not share a port with `listen` at t.conf:2:1");
     /* a wildcard `listen` takes the admin port on every address */
-    expect_error("listen *:8081;\nadmin { " TOKEN_OFF " }",
-                 "t.conf:2:1: admin listener must not share a port with `listen` at t.conf:1:1");
-    expect_error("listen 127.0.0.1:1;\nlisten [::]:9000;\nadmin { listen [::1]:9000; " TOKEN_OFF
-                 " }",
-                 "t.conf:3:9: admin listener must not share a port with `listen` at t.conf:2:1");
+    configtest_expect_error(
+        "listen *:8081;\nadmin { " TOKEN_OFF " }",
+        "t.conf:2:1: admin listener must not share a port with `listen` at t.conf:1:1");
+    configtest_expect_error(
+        "listen 127.0.0.1:1;\nlisten [::]:9000;\nadmin { listen [::1]:9000; " TOKEN_OFF " }",
+        "t.conf:3:9: admin listener must not share a port with `listen` at t.conf:2:1");
 
     /* other ports, other addresses, other families, port 0: no clash */
     cfg = load_ok("listen 127.0.0.1:8080;\nlisten 127.0.0.2:8081;\nlisten [::]:8081;\n"
@@ -362,8 +355,9 @@ static void test_token_errors(void **state)
     struct config *cfg;
 
     (void)state;
-    expect_error(LISTEN "admin { }",
-                 "t.conf:2:1: admin needs token_file, or `token off;` on a loopback listener");
+    configtest_expect_error(
+        LISTEN "admin { }",
+        "t.conf:2:1: admin needs token_file, or `token off;` on a loopback listener");
     expect_block_error("listen 127.0.0.1:9000;\nallow 10.0.0.0/8;",
                        "t.conf:2:1: admin needs token_file, or `token off;` on a loopback "
                        "listener");
@@ -630,10 +624,11 @@ static void test_allow_errors(void **state)
 static void test_block_errors(void **state)
 {
     (void)state;
-    expect_error(LISTEN "admin;", "t.conf:2:1: 'admin' needs a '{ ... }' block");
-    expect_error(LISTEN "admin on { " TOKEN_OFF " }", "t.conf:2:7: 'admin' takes no arguments");
-    expect_error(LISTEN "admin { " TOKEN_OFF " }\nadmin { " TOKEN_OFF " }",
-                 "t.conf:3:1: duplicate 'admin' block (first at t.conf:2:1)");
+    configtest_expect_error(LISTEN "admin;", "t.conf:2:1: 'admin' needs a '{ ... }' block");
+    configtest_expect_error(LISTEN "admin on { " TOKEN_OFF " }",
+                            "t.conf:2:7: 'admin' takes no arguments");
+    configtest_expect_error(LISTEN "admin { " TOKEN_OFF " }\nadmin { " TOKEN_OFF " }",
+                            "t.conf:3:1: duplicate 'admin' block (first at t.conf:2:1)");
     expect_block_error(TOKEN_OFF " workers 2;",
                        "t.conf:3:12: directive 'workers' is not allowed in the admin context "
                        "(only in: main)");
@@ -642,18 +637,22 @@ static void test_block_errors(void **state)
     expect_block_error(TOKEN_OFF " admin { }",
                        "t.conf:3:12: directive 'admin' is not allowed in the admin context (only "
                        "in: main)");
-    expect_error(LISTEN "allow 10.0.0.0/8;",
-                 "t.conf:2:1: directive 'allow' is not allowed in the main context (only in: "
-                 "admin)");
-    expect_error(LISTEN "token off;",
-                 "t.conf:2:1: directive 'token' is not allowed in the main context (only in: "
-                 "admin)");
-    expect_error(LISTEN "memcached { server m:1; token_file x; }",
-                 "t.conf:2:25: directive 'token_file' is not allowed in the memcached context "
-                 "(only in: admin)");
-    expect_error(LISTEN "backend app { server 127.0.0.1:1; }\nroute / { backend app; admin { } }",
-                 "t.conf:3:24: directive 'admin' is not allowed in the route context (only in: "
-                 "main)");
+    configtest_expect_error(
+        LISTEN "allow 10.0.0.0/8;",
+        "t.conf:2:1: directive 'allow' is not allowed in the main context (only in: "
+        "admin)");
+    configtest_expect_error(
+        LISTEN "token off;",
+        "t.conf:2:1: directive 'token' is not allowed in the main context (only in: "
+        "admin)");
+    configtest_expect_error(
+        LISTEN "memcached { server m:1; token_file x; }",
+        "t.conf:2:25: directive 'token_file' is not allowed in the memcached context "
+        "(only in: admin)");
+    configtest_expect_error(
+        LISTEN "backend app { server 127.0.0.1:1; }\nroute / { backend app; admin { } }",
+        "t.conf:3:24: directive 'admin' is not allowed in the route context (only in: "
+        "main)");
 }
 
 /* ---- a whole block ---- */

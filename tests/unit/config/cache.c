@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "tests/support/configtest.h"
 
 #define LISTEN "listen 127.0.0.1:8080;\n"
 #define APP "backend app { server 127.0.0.1:8000; }\n"
@@ -26,28 +27,6 @@
 #define GIB (1024ull * 1024 * 1024)
 
 /* ---- helpers ---- */
-
-static struct config *load_ok(const char *text)
-{
-    char err[512] = "";
-    struct config *cfg = config_load_string("t.conf", text, err, sizeof err);
-
-    if (!cfg)
-        fail_msg("unexpected config error: %s", err);
-    return cfg;
-}
-
-static void expect_error(const char *text, const char *msg)
-{
-    char err[512] = "";
-    struct config *cfg = config_load_string("t.conf", text, err, sizeof err);
-
-    if (cfg) {
-        config_release(&cfg);
-        fail_msg("expected the error \"%s\"", msg);
-    }
-    assert_string_equal(err, msg);
-}
 
 /* BODY as the inside of `route / { ... }`, starting at line 4, column 1. */
 static const char *in_route(const char *body)
@@ -60,7 +39,7 @@ static const char *in_route(const char *body)
 
 static struct config *load_route(const char *body)
 {
-    struct config *cfg = load_ok(in_route(body));
+    struct config *cfg = configtest_load(in_route(body));
 
     assert_int_equal(cfg->nroutes, 1);
     return cfg;
@@ -68,7 +47,7 @@ static struct config *load_route(const char *body)
 
 static void expect_route_error(const char *body, const char *msg)
 {
-    expect_error(in_route(body), msg);
+    configtest_expect_error(in_route(body), msg);
 }
 
 /* As in_route, with a memcached block after the route (the block may come
@@ -118,14 +97,15 @@ static void test_defaults(void **state)
     struct config *cfg;
 
     (void)state;
-    cfg = load_ok(LISTEN);
+    cfg = configtest_load(LISTEN);
     assert_true(cfg->cache_memory == 256 * MIB);
     config_release(&cfg);
 
     /* every route, whatever its kind, with no cache directive at all */
-    cfg = load_ok(LISTEN APP "route = / { backend app; }\nroute /a/ { backend app; }\n"
-                             "route ~ x { backend app; host h; }\nroute default { backend app; }\n"
-                             "cache { }\n");
+    cfg = configtest_load(LISTEN APP
+                          "route = / { backend app; }\nroute /a/ { backend app; }\n"
+                          "route ~ x { backend app; host h; }\nroute default { backend app; }\n"
+                          "cache { }\n");
     assert_int_equal(cfg->nroutes, 4);
     for (size_t i = 0; i < cfg->nroutes; i++)
         expect_defaults(&cfg->routes[i].cache);
@@ -654,13 +634,13 @@ static void test_cache_memory(void **state)
     struct config *cfg;
 
     (void)state;
-    cfg = load_ok(LISTEN "cache { memory 1m; }");
+    cfg = configtest_load(LISTEN "cache { memory 1m; }");
     assert_true(cfg->cache_memory == MIB);
     config_release(&cfg);
-    cfg = load_ok(LISTEN "cache {\n    memory 64g;\n}\n");
+    cfg = configtest_load(LISTEN "cache {\n    memory 64g;\n}\n");
     assert_true(cfg->cache_memory == 64 * GIB);
     config_release(&cfg);
-    cfg = load_ok(LISTEN "cache { memory 1536K; }");
+    cfg = configtest_load(LISTEN "cache { memory 1536K; }");
     assert_true(cfg->cache_memory == 1536 * 1024);
     config_release(&cfg);
 }
@@ -668,28 +648,34 @@ static void test_cache_memory(void **state)
 static void test_cache_memory_errors(void **state)
 {
     (void)state;
-    expect_error(LISTEN "cache { memory 1023k; }",
-                 "t.conf:2:16: size '1023k' for 'memory' is out of range (expected 1m to 64g)");
-    expect_error(LISTEN "cache { memory 65g; }",
-                 "t.conf:2:16: size '65g' for 'memory' is out of range (expected 1m to 64g)");
-    expect_error(LISTEN "cache { memory 0; }",
-                 "t.conf:2:16: size '0' for 'memory' is out of range (expected 1m to 64g)");
-    expect_error(LISTEN "cache { memory 1t; }", "t.conf:2:16: invalid size '1t' for 'memory' "
-                                                "(expected a number with optional k, m or g)");
-    expect_error(LISTEN "cache { memory 1m; memory 2m; }",
-                 "t.conf:2:20: duplicate 'memory' (first at t.conf:2:9)");
-    expect_error(LISTEN "cache { }\ncache { memory 1m; }",
-                 "t.conf:3:1: duplicate 'cache' block (first at t.conf:2:1)");
-    expect_error(LISTEN "cache;", "t.conf:2:1: 'cache' needs a '{ ... }' block");
-    expect_error(LISTEN "cache on;", "t.conf:2:7: 'cache' takes no arguments");
-    expect_error(LISTEN "cache { disk 1g; }",
-                 "t.conf:2:9: unknown directive 'disk' in the cache context");
-    expect_error(LISTEN "cache { ttl 1s; }",
-                 "t.conf:2:9: directive 'ttl' is not allowed in the cache context (only in: "
-                 "route)");
-    expect_error(LISTEN "memory 1m;",
-                 "t.conf:2:1: directive 'memory' is not allowed in the main context (only in: "
-                 "cache)");
+    configtest_expect_error(
+        LISTEN "cache { memory 1023k; }",
+        "t.conf:2:16: size '1023k' for 'memory' is out of range (expected 1m to 64g)");
+    configtest_expect_error(
+        LISTEN "cache { memory 65g; }",
+        "t.conf:2:16: size '65g' for 'memory' is out of range (expected 1m to 64g)");
+    configtest_expect_error(
+        LISTEN "cache { memory 0; }",
+        "t.conf:2:16: size '0' for 'memory' is out of range (expected 1m to 64g)");
+    configtest_expect_error(LISTEN "cache { memory 1t; }",
+                            "t.conf:2:16: invalid size '1t' for 'memory' "
+                            "(expected a number with optional k, m or g)");
+    configtest_expect_error(LISTEN "cache { memory 1m; memory 2m; }",
+                            "t.conf:2:20: duplicate 'memory' (first at t.conf:2:9)");
+    configtest_expect_error(LISTEN "cache { }\ncache { memory 1m; }",
+                            "t.conf:3:1: duplicate 'cache' block (first at t.conf:2:1)");
+    configtest_expect_error(LISTEN "cache;", "t.conf:2:1: 'cache' needs a '{ ... }' block");
+    configtest_expect_error(LISTEN "cache on;", "t.conf:2:7: 'cache' takes no arguments");
+    configtest_expect_error(LISTEN "cache { disk 1g; }",
+                            "t.conf:2:9: unknown directive 'disk' in the cache context");
+    configtest_expect_error(
+        LISTEN "cache { ttl 1s; }",
+        "t.conf:2:9: directive 'ttl' is not allowed in the cache context (only in: "
+        "route)");
+    configtest_expect_error(
+        LISTEN "memory 1m;",
+        "t.conf:2:1: directive 'memory' is not allowed in the main context (only in: "
+        "cache)");
     /* a route's `cache` is on|off, not the memory block */
     expect_route_error("backend app; cache { memory 1m; }",
                        "t.conf:4:14: 'cache' takes 1 argument");
@@ -703,21 +689,23 @@ static void test_store_default(void **state)
 
     (void)state;
     /* without a memcached block: memory, for every kind of route */
-    cfg = load_ok(LISTEN APP "route = / { backend app; }\nroute default { backend app; }\n");
+    cfg =
+        configtest_load(LISTEN APP "route = / { backend app; }\nroute default { backend app; }\n");
     for (size_t i = 0; i < cfg->nroutes; i++)
         assert_int_equal(cfg->routes[i].cache.store, STORE_TIER_MEMORY);
     config_release(&cfg);
 
     /* with one, before or after the routes: both */
-    cfg = load_ok(LISTEN APP "route = / { backend app; }\n" MEMCACHED
-                             "route ~ x { backend app; cache on; }\nroute default { backend app; "
-                             "}\n");
+    cfg = configtest_load(LISTEN APP
+                          "route = / { backend app; }\n" MEMCACHED
+                          "route ~ x { backend app; cache on; }\nroute default { backend app; "
+                          "}\n");
     assert_int_equal(cfg->nroutes, 3);
     for (size_t i = 0; i < cfg->nroutes; i++)
         assert_int_equal(cfg->routes[i].cache.store, STORE_TIER_BOTH);
     config_release(&cfg);
 
-    cfg = load_ok(in_route_memcached("backend app;"));
+    cfg = configtest_load(in_route_memcached("backend app;"));
     assert_int_equal(cfg->routes[0].cache.store, STORE_TIER_BOTH);
     assert_false(cfg->routes[0].cache.coalesce_cluster);
     assert_true(cfg->routes[0].cache.coalesce);
@@ -740,7 +728,7 @@ static void test_store(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof tiers / sizeof tiers[0]; i++) {
         snprintf(body, sizeof body, "backend app; cache on; store %s;", tiers[i].value);
-        cfg = load_ok(in_route_memcached(body));
+        cfg = configtest_load(in_route_memcached(body));
         assert_int_equal(cfg->routes[0].cache.store, tiers[i].tier);
         config_release(&cfg);
     }
@@ -750,9 +738,9 @@ static void test_store(void **state)
     config_release(&cfg);
 
     /* each route keeps its own tier; routes without store get the default */
-    cfg = load_ok(LISTEN APP MEMCACHED "route /a { backend app; store memory; }\n"
-                                       "route /b { backend app; }\n"
-                                       "route /c { backend app; store memcached; }\n");
+    cfg = configtest_load(LISTEN APP MEMCACHED "route /a { backend app; store memory; }\n"
+                                               "route /b { backend app; }\n"
+                                               "route /c { backend app; store memcached; }\n");
     assert_int_equal(cfg->routes[0].cache.store, STORE_TIER_MEMORY);
     assert_int_equal(cfg->routes[1].cache.store, STORE_TIER_BOTH);
     assert_int_equal(cfg->routes[2].cache.store, STORE_TIER_MEMCACHED);
@@ -767,12 +755,13 @@ static void test_store_errors(void **state)
     expect_route_error("backend app;\n  store both;",
                        "t.conf:5:3: 'store both' needs a memcached block");
     /* the first route that needs it, in file order */
-    expect_error(LISTEN APP "route /a { backend app; }\nroute /b { backend app; store both; }\n"
+    configtest_expect_error(LISTEN APP
+                            "route /a { backend app; }\nroute /b { backend app; store both; }\n"
                             "route /c { backend app; store memcached; }\n",
-                 "t.conf:4:25: 'store both' needs a memcached block");
+                            "t.conf:4:25: 'store both' needs a memcached block");
     /* an empty memcached block is its own error, reported first */
-    expect_error(LISTEN APP "route /a { backend app; store both; }\nmemcached { }\n",
-                 "t.conf:4:1: memcached block needs a 'server' directive");
+    configtest_expect_error(LISTEN APP "route /a { backend app; store both; }\nmemcached { }\n",
+                            "t.conf:4:1: memcached block needs a 'server' directive");
     expect_route_error("backend app; store disk;",
                        "t.conf:4:20: invalid value 'disk' for 'store' (expected memory, memcached "
                        "or both)");
@@ -782,15 +771,16 @@ static void test_store_errors(void **state)
     expect_route_error("backend app; store '';",
                        "t.conf:4:20: invalid value '' for 'store' (expected memory, memcached or "
                        "both)");
-    expect_error(in_route_memcached("backend app; store both;\nstore memory;"),
-                 "t.conf:5:1: duplicate 'store' (first at t.conf:4:14)");
+    configtest_expect_error(in_route_memcached("backend app; store both;\nstore memory;"),
+                            "t.conf:5:1: duplicate 'store' (first at t.conf:4:14)");
     expect_route_error("backend app; store memory both;", "t.conf:4:27: 'store' takes 1 argument");
     expect_route_error("backend app; store;", "t.conf:4:14: 'store' takes 1 argument");
-    expect_error(LISTEN "store memory;",
-                 "t.conf:2:1: directive 'store' is not allowed in the main context (only in: "
-                 "route)");
-    expect_error(LISTEN MEMCACHED "memcached { server a:1; }\n",
-                 "t.conf:3:1: duplicate 'memcached' block (first at t.conf:2:1)");
+    configtest_expect_error(
+        LISTEN "store memory;",
+        "t.conf:2:1: directive 'store' is not allowed in the main context (only in: "
+        "route)");
+    configtest_expect_error(LISTEN MEMCACHED "memcached { server a:1; }\n",
+                            "t.conf:3:1: duplicate 'memcached' block (first at t.conf:2:1)");
 }
 
 static void test_coalesce_cluster(void **state)
@@ -799,7 +789,7 @@ static void test_coalesce_cluster(void **state)
     const struct config_cache_policy *p;
 
     (void)state;
-    cfg = load_ok(in_route_memcached("backend app; cache on; coalesce cluster;"));
+    cfg = configtest_load(in_route_memcached("backend app; cache on; coalesce cluster;"));
     p = &cfg->routes[0].cache;
     assert_true(p->coalesce);
     assert_true(p->coalesce_cluster);
@@ -807,14 +797,14 @@ static void test_coalesce_cluster(void **state)
     config_release(&cfg);
 
     /* with a memcached block, on and off leave cluster off */
-    cfg = load_ok(in_route_memcached("backend app; coalesce on; coalesce_timeout 3s;"));
+    cfg = configtest_load(in_route_memcached("backend app; coalesce on; coalesce_timeout 3s;"));
     p = &cfg->routes[0].cache;
     assert_true(p->coalesce);
     assert_false(p->coalesce_cluster);
     assert_int_equal(p->coalesce_timeout_ms, 3000);
     config_release(&cfg);
 
-    cfg = load_ok(in_route_memcached("backend app; coalesce off;"));
+    cfg = configtest_load(in_route_memcached("backend app; coalesce off;"));
     p = &cfg->routes[0].cache;
     assert_false(p->coalesce);
     assert_false(p->coalesce_cluster);
@@ -822,7 +812,7 @@ static void test_coalesce_cluster(void **state)
 
     /* cluster with the memory store alone is allowed: the lock lives in
      * memcached whatever the route stores there */
-    cfg = load_ok(in_route_memcached("backend app; store memory; coalesce cluster;"));
+    cfg = configtest_load(in_route_memcached("backend app; store memory; coalesce cluster;"));
     p = &cfg->routes[0].cache;
     assert_true(p->coalesce_cluster);
     assert_int_equal(p->store, STORE_TIER_MEMORY);
@@ -839,8 +829,8 @@ static void test_coalesce_cluster_errors(void **state)
     expect_route_error("backend app; coalesce Cluster;",
                        "t.conf:4:23: invalid value 'Cluster' for 'coalesce' (expected on, off or "
                        "cluster)");
-    expect_error(in_route_memcached("backend app; coalesce cluster; coalesce off;"),
-                 "t.conf:4:32: duplicate 'coalesce' (first at t.conf:4:14)");
+    configtest_expect_error(in_route_memcached("backend app; coalesce cluster; coalesce off;"),
+                            "t.conf:4:32: duplicate 'coalesce' (first at t.conf:4:14)");
     expect_route_error("backend app; coalesce on cluster;",
                        "t.conf:4:26: 'coalesce' takes 1 argument");
 }
@@ -880,7 +870,7 @@ static void test_full_route(void **state)
     const struct config_cache_policy *p;
 
     (void)state;
-    cfg = load_ok(full_route);
+    cfg = configtest_load(full_route);
     assert_true(cfg->cache_memory == 512 * MIB);
     assert_int_equal(cfg->nroutes, 2);
     p = &cfg->routes[0].cache;

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "tests/support/configtest.h"
 
 #define LISTEN "listen 127.0.0.1:8080;\n"
 #define APP "backend app { server 127.0.0.1:8000; }\n"
@@ -41,28 +42,6 @@ static const char *const default_types[] = {
 
 /* ---- helpers ---- */
 
-static struct config *load_ok(const char *text)
-{
-    char err[512] = "";
-    struct config *cfg = config_load_string("t.conf", text, err, sizeof err);
-
-    if (!cfg)
-        fail_msg("unexpected config error: %s", err);
-    return cfg;
-}
-
-static void expect_error(const char *text, const char *msg)
-{
-    char err[512] = "";
-    struct config *cfg = config_load_string("t.conf", text, err, sizeof err);
-
-    if (cfg) {
-        config_release(&cfg);
-        fail_msg("expected the error \"%s\"", msg);
-    }
-    assert_string_equal(err, msg);
-}
-
 /* BODY as the inside of a top-level `compress { ... }`, starting at line 3,
  * column 1, followed by one route without a block. */
 static const char *in_top(const char *body)
@@ -86,7 +65,7 @@ static const char *in_route(const char *body)
 
 static struct config *load_route(const char *body)
 {
-    struct config *cfg = load_ok(in_route(body));
+    struct config *cfg = configtest_load(in_route(body));
 
     assert_int_equal(cfg->nroutes, 1);
     return cfg;
@@ -94,12 +73,12 @@ static struct config *load_route(const char *body)
 
 static void expect_top_error(const char *body, const char *msg)
 {
-    expect_error(in_top(body), msg);
+    configtest_expect_error(in_top(body), msg);
 }
 
 static void expect_route_error(const char *body, const char *msg)
 {
-    expect_error(in_route(body), msg);
+    configtest_expect_error(in_route(body), msg);
 }
 
 static void expect_types(const struct config_compress *c, const char *const *types, size_t n)
@@ -149,7 +128,7 @@ static void expect_copy(const struct config_compress *a, const struct config_com
  * block of its own, got a copy of the top-level settings. */
 static struct config *load_top(const char *body)
 {
-    struct config *cfg = load_ok(in_top(body));
+    struct config *cfg = configtest_load(in_top(body));
 
     assert_int_equal(cfg->nroutes, 1);
     expect_copy(&cfg->routes[0].compress, &cfg->compress);
@@ -163,14 +142,14 @@ static void test_defaults(void **state)
     struct config *cfg;
 
     (void)state;
-    cfg = load_ok(LISTEN);
+    cfg = configtest_load(LISTEN);
     expect_defaults(&cfg->compress);
     config_release(&cfg);
 
     /* every route, whatever its kind, without any compress block */
-    cfg =
-        load_ok(LISTEN APP "route = / { backend app; }\nroute /a/ { backend app; }\n"
-                           "route ~ x { backend app; host h; }\nroute default { backend app; }\n");
+    cfg = configtest_load(LISTEN APP
+                          "route = / { backend app; }\nroute /a/ { backend app; }\n"
+                          "route ~ x { backend app; host h; }\nroute default { backend app; }\n");
     assert_int_equal(cfg->nroutes, 4);
     for (size_t i = 0; i < cfg->nroutes; i++) {
         expect_defaults(&cfg->routes[i].compress);
@@ -201,10 +180,11 @@ static void test_top_level_inherited(void **state)
 
     (void)state;
     /* the top-level block may come before or after the routes */
-    cfg = load_ok(LISTEN APP "route /a/ { backend app; }\n"
-                             "compress { types text/*; min_length 0; gzip off; "
-                             "upstream_gzip on; cached_level zstd=19; }\n"
-                             "route /b/ { backend app; }\nroute default { backend app; }\n");
+    cfg =
+        configtest_load(LISTEN APP "route /a/ { backend app; }\n"
+                                   "compress { types text/*; min_length 0; gzip off; "
+                                   "upstream_gzip on; cached_level zstd=19; }\n"
+                                   "route /b/ { backend app; }\nroute default { backend app; }\n");
     assert_int_equal(cfg->nroutes, 3);
     expect_types(&cfg->compress, text_all, 1);
     assert_int_equal(cfg->compress.min_length, 0);
@@ -230,11 +210,12 @@ static void test_route_block_replaces(void **state)
     (void)state;
     /* what the route's block does not set has its default, not the
      * top-level value */
-    cfg = load_ok(LISTEN APP "compress { off; types text/*; min_length 0; brotli off level=9; "
-                             "upstream_gzip on; cached_level gzip=1; }\n"
-                             "route /a/ { backend app; compress { gzip on level=1; } }\n"
-                             "route /b/ { backend app; compress { } }\n"
-                             "route /c/ { backend app; }\n");
+    cfg = configtest_load(LISTEN APP
+                          "compress { off; types text/*; min_length 0; brotli off level=9; "
+                          "upstream_gzip on; cached_level gzip=1; }\n"
+                          "route /a/ { backend app; compress { gzip on level=1; } }\n"
+                          "route /b/ { backend app; compress { } }\n"
+                          "route /c/ { backend app; }\n");
     assert_int_equal(cfg->nroutes, 3);
     c = &cfg->routes[0].compress;
     assert_true(c->enabled);
@@ -254,16 +235,16 @@ static void test_route_block_replaces(void **state)
     config_release(&cfg);
 
     /* a route can turn compression back on */
-    cfg = load_ok(LISTEN APP "compress { off; }\n"
-                             "route /a/ { backend app; compress { on; } }\n"
-                             "route /b/ { backend app; }\n");
+    cfg = configtest_load(LISTEN APP "compress { off; }\n"
+                                     "route /a/ { backend app; compress { on; } }\n"
+                                     "route /b/ { backend app; }\n");
     assert_true(cfg->routes[0].compress.enabled);
     assert_false(cfg->routes[1].compress.enabled);
     config_release(&cfg);
 
     /* and off in a route leaves the others alone */
-    cfg = load_ok(LISTEN APP "route /a/ { backend app; compress { off; } }\n"
-                             "route /b/ { backend app; }\n");
+    cfg = configtest_load(LISTEN APP "route /a/ { backend app; compress { off; } }\n"
+                                     "route /b/ { backend app; }\n");
     assert_false(cfg->routes[0].compress.enabled);
     expect_defaults(&cfg->routes[1].compress);
     expect_defaults(&cfg->compress);
@@ -538,20 +519,24 @@ static void test_upstream_gzip(void **state)
 static void test_contexts(void **state)
 {
     (void)state;
-    expect_error(LISTEN "compress { }\ncompress { }\n",
-                 "t.conf:3:1: duplicate 'compress' block (first at t.conf:2:1)");
-    expect_error(LISTEN APP "route / { backend app; compress { } compress { } }\n",
-                 "t.conf:3:37: duplicate 'compress' block (first at t.conf:3:24)");
-    expect_error(LISTEN "compress;\n", "t.conf:2:1: 'compress' needs a '{ ... }' block");
-    expect_error(LISTEN "compress on { }\n", "t.conf:2:10: 'compress' takes no arguments");
-    expect_error(LISTEN "backend app { server 127.0.0.1:8000; compress { } }\n",
-                 "t.conf:2:38: directive 'compress' is not allowed in the backend context "
-                 "(only in: main, route)");
-    expect_error(LISTEN "gzip on;\n", "t.conf:2:1: directive 'gzip' is not allowed in the main "
-                                      "context (only in: compress)");
-    expect_error(LISTEN APP "route / { backend app; off; }\n",
-                 "t.conf:3:24: directive 'off' is not allowed in the route context (only in: "
-                 "compress)");
+    configtest_expect_error(LISTEN "compress { }\ncompress { }\n",
+                            "t.conf:3:1: duplicate 'compress' block (first at t.conf:2:1)");
+    configtest_expect_error(LISTEN APP "route / { backend app; compress { } compress { } }\n",
+                            "t.conf:3:37: duplicate 'compress' block (first at t.conf:3:24)");
+    configtest_expect_error(LISTEN "compress;\n", "t.conf:2:1: 'compress' needs a '{ ... }' block");
+    configtest_expect_error(LISTEN "compress on { }\n",
+                            "t.conf:2:10: 'compress' takes no arguments");
+    configtest_expect_error(
+        LISTEN "backend app { server 127.0.0.1:8000; compress { } }\n",
+        "t.conf:2:38: directive 'compress' is not allowed in the backend context "
+        "(only in: main, route)");
+    configtest_expect_error(LISTEN "gzip on;\n",
+                            "t.conf:2:1: directive 'gzip' is not allowed in the main "
+                            "context (only in: compress)");
+    configtest_expect_error(
+        LISTEN APP "route / { backend app; off; }\n",
+        "t.conf:3:24: directive 'off' is not allowed in the route context (only in: "
+        "compress)");
     expect_top_error("compress { }", "t.conf:3:1: directive 'compress' is not allowed in the "
                                      "compress context (only in: main, route)");
     expect_top_error("level 5;", "t.conf:3:1: directive 'level' is not allowed in the compress "
@@ -565,17 +550,18 @@ static void test_contexts(void **state)
 static void test_errors_free_everything(void **state)
 {
     (void)state;
-    expect_error(LISTEN APP "compress { types text/html text/css; }\n"
+    configtest_expect_error(LISTEN APP
+                            "compress { types text/html text/css; }\n"
                             "route /a/ { backend app; }\n"
                             "route /b/ { backend app; compress { types text/*; bogus; } }\n",
-                 "t.conf:5:51: unknown directive 'bogus' in the compress context");
-    expect_error(LISTEN APP "compress { types text/html; types text/css; }\n"
-                            "route /a/ { backend app; compress { types a/b; } }\n"
-                            "route /b/ { backend nope; }\n",
-                 "t.conf:5:21: unknown backend 'nope'");
-    expect_error(LISTEN APP "route /a/ { backend app; compress { types a/b a/c; } }\n"
-                            "compress { types text/html text/x TEXT/X; }\n",
-                 "t.conf:4:35: duplicate type 'text/x' in 'types'");
+                            "t.conf:5:51: unknown directive 'bogus' in the compress context");
+    configtest_expect_error(LISTEN APP "compress { types text/html; types text/css; }\n"
+                                       "route /a/ { backend app; compress { types a/b; } }\n"
+                                       "route /b/ { backend nope; }\n",
+                            "t.conf:5:21: unknown backend 'nope'");
+    configtest_expect_error(LISTEN APP "route /a/ { backend app; compress { types a/b a/c; } }\n"
+                                       "compress { types text/html text/x TEXT/X; }\n",
+                            "t.conf:4:35: duplicate type 'text/x' in 'types'");
 }
 
 int main(void)

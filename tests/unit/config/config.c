@@ -24,48 +24,13 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "tests/support/configtest.h"
 #include "config/directives.h"
 
 #define LISTEN "listen 127.0.0.1:8080;\n"
 #define APP "backend app { server 127.0.0.1:8000; }\n"
 
 /* ---- helpers ---- */
-
-static struct config *load_ok(const char *text)
-{
-    char err[512] = "";
-    struct config *cfg = config_load_string("t.conf", text, err, sizeof err);
-
-    if (!cfg)
-        fail_msg("unexpected config error: %s", err);
-    return cfg;
-}
-
-static void expect_error(const char *text, const char *msg)
-{
-    char err[512] = "";
-    struct config *cfg = config_load_string("t.conf", text, err, sizeof err);
-
-    if (cfg) {
-        config_release(&cfg);
-        fail_msg("expected the error \"%s\"", msg);
-    }
-    assert_string_equal(err, msg);
-}
-
-/* For messages whose end depends on the system (resolver errors). */
-static void expect_error_prefix(const char *text, const char *prefix)
-{
-    char err[512] = "";
-    struct config *cfg = config_load_string("t.conf", text, err, sizeof err);
-
-    if (cfg) {
-        config_release(&cfg);
-        fail_msg("expected an error starting \"%s\"", prefix);
-    }
-    if (strncmp(err, prefix, strlen(prefix)) != 0)
-        fail_msg("error \"%s\" does not start with \"%s\"", err, prefix);
-}
 
 static unsigned port_of(const struct sockaddr_storage *ss)
 {
@@ -177,7 +142,7 @@ static void test_defaults(void **state)
     struct config *cfg;
 
     (void)state;
-    cfg = load_ok(LISTEN);
+    cfg = configtest_load(LISTEN);
     assert_int_equal(atomic_load(&cfg->refs), 1);
     assert_string_equal(cfg->path, "t.conf");
     assert_int_equal(cfg->nfiles, 1);
@@ -214,8 +179,9 @@ static void test_listen_forms(void **state)
     struct config *cfg;
 
     (void)state;
-    cfg = load_ok("listen *:0;\nlisten [::1]:8080;\nlisten [::]:443;\nlisten 0.0.0.0:65535;\n"
-                  "listen *:0;\n");
+    cfg =
+        configtest_load("listen *:0;\nlisten [::1]:8080;\nlisten [::]:443;\nlisten 0.0.0.0:65535;\n"
+                        "listen *:0;\n");
     assert_int_equal(cfg->nlistens, 5);
     expect_ipv4(&cfg->listens[0].addr, cfg->listens[0].addrlen, "0.0.0.0", 0);
     assert_string_equal(cfg->listens[0].text, "*:0");
@@ -230,33 +196,39 @@ static void test_listen_forms(void **state)
 static void test_listen_errors(void **state)
 {
     (void)state;
-    expect_error("listen 8080;", "t.conf:1:8: invalid listen address '8080' (expected IPV4:PORT, "
-                                 "[IPV6]:PORT or *:PORT)");
-    expect_error("listen localhost:80;", "t.conf:1:8: invalid listen address 'localhost:80' "
-                                         "(expected IPV4:PORT, [IPV6]:PORT or *:PORT)");
-    expect_error("listen ::1:80;", "t.conf:1:8: invalid listen address '::1:80' (expected "
-                                   "IPV4:PORT, [IPV6]:PORT or *:PORT)");
-    expect_error("listen [::1]80;", "t.conf:1:8: invalid listen address '[::1]80' (expected "
-                                    "IPV4:PORT, [IPV6]:PORT or *:PORT)");
-    expect_error("listen [zz]:80;", "t.conf:1:8: invalid listen address '[zz]:80' (expected "
-                                    "IPV4:PORT, [IPV6]:PORT or *:PORT)");
-    expect_error("listen 1.2.3.4:;", "t.conf:1:8: invalid listen address '1.2.3.4:' (expected "
-                                     "IPV4:PORT, [IPV6]:PORT or *:PORT)");
-    expect_error("listen 1.2.3.4:65536;",
-                 "t.conf:1:8: invalid port in '1.2.3.4:65536' (expected 0 to 65535)");
-    expect_error("listen 1.2.3.4:http;",
-                 "t.conf:1:8: invalid port in '1.2.3.4:http' (expected 0 to 65535)");
-    expect_error("listen 127.0.0.1:80;\n  listen 127.0.0.1:80;",
-                 "t.conf:2:10: duplicate listen '127.0.0.1:80' (first at t.conf:1:1)");
-    expect_error("listen;", "t.conf:1:1: 'listen' takes 1 argument");
-    expect_error("listen *:80 { }", "t.conf:1:13: 'listen' does not take a block");
+    configtest_expect_error("listen 8080;",
+                            "t.conf:1:8: invalid listen address '8080' (expected IPV4:PORT, "
+                            "[IPV6]:PORT or *:PORT)");
+    configtest_expect_error("listen localhost:80;",
+                            "t.conf:1:8: invalid listen address 'localhost:80' "
+                            "(expected IPV4:PORT, [IPV6]:PORT or *:PORT)");
+    configtest_expect_error("listen ::1:80;",
+                            "t.conf:1:8: invalid listen address '::1:80' (expected "
+                            "IPV4:PORT, [IPV6]:PORT or *:PORT)");
+    configtest_expect_error("listen [::1]80;",
+                            "t.conf:1:8: invalid listen address '[::1]80' (expected "
+                            "IPV4:PORT, [IPV6]:PORT or *:PORT)");
+    configtest_expect_error("listen [zz]:80;",
+                            "t.conf:1:8: invalid listen address '[zz]:80' (expected "
+                            "IPV4:PORT, [IPV6]:PORT or *:PORT)");
+    configtest_expect_error("listen 1.2.3.4:;",
+                            "t.conf:1:8: invalid listen address '1.2.3.4:' (expected "
+                            "IPV4:PORT, [IPV6]:PORT or *:PORT)");
+    configtest_expect_error("listen 1.2.3.4:65536;",
+                            "t.conf:1:8: invalid port in '1.2.3.4:65536' (expected 0 to 65535)");
+    configtest_expect_error("listen 1.2.3.4:http;",
+                            "t.conf:1:8: invalid port in '1.2.3.4:http' (expected 0 to 65535)");
+    configtest_expect_error("listen 127.0.0.1:80;\n  listen 127.0.0.1:80;",
+                            "t.conf:2:10: duplicate listen '127.0.0.1:80' (first at t.conf:1:1)");
+    configtest_expect_error("listen;", "t.conf:1:1: 'listen' takes 1 argument");
+    configtest_expect_error("listen *:80 { }", "t.conf:1:13: 'listen' does not take a block");
 }
 
 static void test_no_listen(void **state)
 {
     (void)state;
-    expect_error("", "t.conf:1:1: no 'listen' directive");
-    expect_error("# nothing\nworkers 2;\n", "t.conf:1:1: no 'listen' directive");
+    configtest_expect_error("", "t.conf:1:1: no 'listen' directive");
+    configtest_expect_error("# nothing\nworkers 2;\n", "t.conf:1:1: no 'listen' directive");
 }
 
 static void test_workers(void **state)
@@ -264,13 +236,13 @@ static void test_workers(void **state)
     struct config *cfg;
 
     (void)state;
-    cfg = load_ok(LISTEN "workers 1;");
+    cfg = configtest_load(LISTEN "workers 1;");
     assert_int_equal(cfg->workers, 1);
     config_release(&cfg);
-    cfg = load_ok(LISTEN "workers 256;");
+    cfg = configtest_load(LISTEN "workers 256;");
     assert_int_equal(cfg->workers, 256);
     config_release(&cfg);
-    cfg = load_ok(LISTEN "workers auto;");
+    cfg = configtest_load(LISTEN "workers auto;");
     assert_int_equal(cfg->workers, online_cpus());
     config_release(&cfg);
 }
@@ -278,18 +250,21 @@ static void test_workers(void **state)
 static void test_workers_errors(void **state)
 {
     (void)state;
-    expect_error(LISTEN "workers 0;",
-                 "t.conf:2:9: invalid value '0' for 'workers' (expected auto or 1 to 256)");
-    expect_error(LISTEN "workers 257;",
-                 "t.conf:2:9: invalid value '257' for 'workers' (expected auto or 1 to 256)");
-    expect_error(LISTEN "workers many;",
-                 "t.conf:2:9: invalid value 'many' for 'workers' (expected auto or 1 to 256)");
-    expect_error(LISTEN "workers 1;\nworkers 2;",
-                 "t.conf:3:1: duplicate 'workers' (first at t.conf:2:1)");
-    expect_error(LISTEN "workers 1 2;", "t.conf:2:11: 'workers' takes 1 argument");
-    expect_error(LISTEN "workers;", "t.conf:2:1: 'workers' takes 1 argument");
-    expect_error("workers 4\nlisten 1.2.3.4:80;",
-                 "t.conf:2:1: 'workers' takes 1 argument (missing ';' on line 1?)");
+    configtest_expect_error(
+        LISTEN "workers 0;",
+        "t.conf:2:9: invalid value '0' for 'workers' (expected auto or 1 to 256)");
+    configtest_expect_error(
+        LISTEN "workers 257;",
+        "t.conf:2:9: invalid value '257' for 'workers' (expected auto or 1 to 256)");
+    configtest_expect_error(
+        LISTEN "workers many;",
+        "t.conf:2:9: invalid value 'many' for 'workers' (expected auto or 1 to 256)");
+    configtest_expect_error(LISTEN "workers 1;\nworkers 2;",
+                            "t.conf:3:1: duplicate 'workers' (first at t.conf:2:1)");
+    configtest_expect_error(LISTEN "workers 1 2;", "t.conf:2:11: 'workers' takes 1 argument");
+    configtest_expect_error(LISTEN "workers;", "t.conf:2:1: 'workers' takes 1 argument");
+    configtest_expect_error("workers 4\nlisten 1.2.3.4:80;",
+                            "t.conf:2:1: 'workers' takes 1 argument (missing ';' on line 1?)");
 }
 
 static void test_drain_timeout(void **state)
@@ -297,64 +272,72 @@ static void test_drain_timeout(void **state)
     struct config *cfg;
 
     (void)state;
-    cfg = load_ok(LISTEN "drain_timeout 500ms;");
+    cfg = configtest_load(LISTEN "drain_timeout 500ms;");
     assert_int_equal(cfg->drain_timeout_ms, 500);
     config_release(&cfg);
-    cfg = load_ok(LISTEN "drain_timeout 0;");
+    cfg = configtest_load(LISTEN "drain_timeout 0;");
     assert_int_equal(cfg->drain_timeout_ms, 0);
     config_release(&cfg);
-    expect_error(LISTEN "drain_timeout abc;",
-                 "t.conf:2:15: invalid duration 'abc' for 'drain_timeout' (expected a number "
-                 "with optional ms, s, m, h or d)");
-    expect_error(LISTEN "drain_timeout 1m30s;",
-                 "t.conf:2:15: invalid duration '1m30s' for 'drain_timeout' (expected a number "
-                 "with optional ms, s, m, h or d)");
+    configtest_expect_error(
+        LISTEN "drain_timeout abc;",
+        "t.conf:2:15: invalid duration 'abc' for 'drain_timeout' (expected a number "
+        "with optional ms, s, m, h or d)");
+    configtest_expect_error(
+        LISTEN "drain_timeout 1m30s;",
+        "t.conf:2:15: invalid duration '1m30s' for 'drain_timeout' (expected a number "
+        "with optional ms, s, m, h or d)");
 }
 
 static void test_unknown_directives(void **state)
 {
     (void)state;
-    expect_error(LISTEN "\n  lisen 1;",
-                 "t.conf:3:3: unknown directive 'lisen' in the main context");
-    expect_error(LISTEN "backend a { serve x:1; }",
-                 "t.conf:2:13: unknown directive 'serve' in the backend context");
-    expect_error(LISTEN APP "route / { backend app; caching on; }",
-                 "t.conf:3:24: unknown directive 'caching' in the route context");
-    expect_error(LISTEN "limits { body 1; }",
-                 "t.conf:2:10: unknown directive 'body' in the limits context");
-    expect_error(LISTEN "log { format x; }",
-                 "t.conf:2:7: unknown directive 'format' in the log context");
+    configtest_expect_error(LISTEN "\n  lisen 1;",
+                            "t.conf:3:3: unknown directive 'lisen' in the main context");
+    configtest_expect_error(LISTEN "backend a { serve x:1; }",
+                            "t.conf:2:13: unknown directive 'serve' in the backend context");
+    configtest_expect_error(LISTEN APP "route / { backend app; caching on; }",
+                            "t.conf:3:24: unknown directive 'caching' in the route context");
+    configtest_expect_error(LISTEN "limits { body 1; }",
+                            "t.conf:2:10: unknown directive 'body' in the limits context");
+    configtest_expect_error(LISTEN "log { format x; }",
+                            "t.conf:2:7: unknown directive 'format' in the log context");
     /* unknown is unknown, even after an error would have been found later */
-    expect_error("lisen 1;\nlisten bad;", "t.conf:1:1: unknown directive 'lisen' in the main "
-                                          "context");
+    configtest_expect_error("lisen 1;\nlisten bad;",
+                            "t.conf:1:1: unknown directive 'lisen' in the main "
+                            "context");
 }
 
 static void test_directive_in_wrong_context(void **state)
 {
     (void)state;
-    expect_error(LISTEN "server 1.2.3.4:80;",
-                 "t.conf:2:1: directive 'server' is not allowed in the main context (only in: "
-                 "backend, memcached)");
-    expect_error(LISTEN "limits { backend x; }",
-                 "t.conf:2:10: directive 'backend' is not allowed in the limits context (only "
-                 "in: main, route)");
-    expect_error(LISTEN "log { listen *:1; }",
-                 "t.conf:2:7: directive 'listen' is not allowed in the log context (only in: "
-                 "main, admin)");
+    configtest_expect_error(
+        LISTEN "server 1.2.3.4:80;",
+        "t.conf:2:1: directive 'server' is not allowed in the main context (only in: "
+        "backend, memcached)");
+    configtest_expect_error(
+        LISTEN "limits { backend x; }",
+        "t.conf:2:10: directive 'backend' is not allowed in the limits context (only "
+        "in: main, route)");
+    configtest_expect_error(
+        LISTEN "log { listen *:1; }",
+        "t.conf:2:7: directive 'listen' is not allowed in the log context (only in: "
+        "main, admin)");
 }
 
 static void test_block_shape(void **state)
 {
     (void)state;
-    expect_error(LISTEN "limits;", "t.conf:2:1: 'limits' needs a '{ ... }' block");
-    expect_error(LISTEN "backend app;", "t.conf:2:1: 'backend' needs a '{ ... }' block");
-    expect_error(LISTEN "workers 2 { }", "t.conf:2:11: 'workers' does not take a block");
-    expect_error(LISTEN "log x { }", "t.conf:2:5: 'log' takes no arguments");
-    expect_error(LISTEN "backend { server 1.2.3.4:80; }", "t.conf:2:1: 'backend' takes 1 argument");
-    expect_error(LISTEN "route a b c { }", "t.conf:2:11: 'route' takes 1 or 2 arguments");
-    expect_error(LISTEN "route { }", "t.conf:2:1: 'route' takes 1 or 2 arguments");
-    expect_error(LISTEN "backend a { server 1.2.3.4:80 a b c d; }",
-                 "t.conf:2:37: 'server' takes 1 to 4 arguments");
+    configtest_expect_error(LISTEN "limits;", "t.conf:2:1: 'limits' needs a '{ ... }' block");
+    configtest_expect_error(LISTEN "backend app;", "t.conf:2:1: 'backend' needs a '{ ... }' block");
+    configtest_expect_error(LISTEN "workers 2 { }", "t.conf:2:11: 'workers' does not take a block");
+    configtest_expect_error(LISTEN "log x { }", "t.conf:2:5: 'log' takes no arguments");
+    configtest_expect_error(LISTEN "backend { server 1.2.3.4:80; }",
+                            "t.conf:2:1: 'backend' takes 1 argument");
+    configtest_expect_error(LISTEN "route a b c { }",
+                            "t.conf:2:11: 'route' takes 1 or 2 arguments");
+    configtest_expect_error(LISTEN "route { }", "t.conf:2:1: 'route' takes 1 or 2 arguments");
+    configtest_expect_error(LISTEN "backend a { server 1.2.3.4:80 a b c d; }",
+                            "t.conf:2:37: 'server' takes 1 to 4 arguments");
 }
 
 static void test_syntax_errors_pass_through(void **state)
@@ -362,9 +345,10 @@ static void test_syntax_errors_pass_through(void **state)
     char err[256];
 
     (void)state;
-    expect_error(LISTEN "limits {\n", "t.conf:3:1: unexpected end of file, expected '}' (block "
-                                      "opened at t.conf:2:8)");
-    expect_error(LISTEN "}", "t.conf:2:1: unexpected '}'");
+    configtest_expect_error(LISTEN "limits {\n",
+                            "t.conf:3:1: unexpected end of file, expected '}' (block "
+                            "opened at t.conf:2:8)");
+    configtest_expect_error(LISTEN "}", "t.conf:2:1: unexpected '}'");
     assert_null(config_load("/nonexistent/tessera.conf", err, sizeof err));
     assert_string_equal(err, "/nonexistent/tessera.conf: cannot open: No such file or directory");
 }
@@ -377,16 +361,16 @@ static void test_backend(void **state)
     const struct config_backend *b;
 
     (void)state;
-    cfg = load_ok(LISTEN "backend app {\n"
-                         "    server 127.0.0.1:8000;\n"
-                         "    server [::1]:8001 weight=5 max_fails=0 fail_timeout=30s;\n"
-                         "    server localhost:8002 fail_timeout=500ms weight=1000 "
-                         "max_fails=1000;\n"
-                         "    connect_timeout 2s;\n"
-                         "    read_timeout 500ms;\n"
-                         "    keepalive 0;\n"
-                         "}\n"
-                         "backend other { server 10.0.0.1:80; }\n");
+    cfg = configtest_load(LISTEN "backend app {\n"
+                                 "    server 127.0.0.1:8000;\n"
+                                 "    server [::1]:8001 weight=5 max_fails=0 fail_timeout=30s;\n"
+                                 "    server localhost:8002 fail_timeout=500ms weight=1000 "
+                                 "max_fails=1000;\n"
+                                 "    connect_timeout 2s;\n"
+                                 "    read_timeout 500ms;\n"
+                                 "    keepalive 0;\n"
+                                 "}\n"
+                                 "backend other { server 10.0.0.1:80; }\n");
     assert_int_equal(cfg->nbackends, 2);
     b = &cfg->backends[0];
     assert_string_equal(b->name, "app");
@@ -429,64 +413,71 @@ static void test_backend(void **state)
 static void test_backend_errors(void **state)
 {
     (void)state;
-    expect_error(LISTEN "backend app { }", "t.conf:2:1: backend 'app' needs a 'server' directive");
-    expect_error(LISTEN APP "backend app { server 1.2.3.4:1; }",
-                 "t.conf:3:9: duplicate backend 'app' (first at t.conf:2:1)");
-    expect_error(LISTEN "backend \"\" { server 1.2.3.4:1; }", "t.conf:2:9: empty backend name");
-    expect_error(LISTEN "backend a { server 1.2.3.4:1; connect_timeout 0; }",
-                 "t.conf:2:47: 'connect_timeout' must be greater than 0");
-    expect_error(LISTEN "backend a { server 1.2.3.4:1; read_timeout soon; }",
-                 "t.conf:2:44: invalid duration 'soon' for 'read_timeout' (expected a number "
-                 "with optional ms, s, m, h or d)");
-    expect_error(LISTEN "backend a { server 1.2.3.4:1; keepalive 10001; }",
-                 "t.conf:2:41: invalid number '10001' for 'keepalive' (expected 0 to 10000)");
-    expect_error(LISTEN "backend a { server 1.2.3.4:1; keepalive 1; keepalive 2; }",
-                 "t.conf:2:44: duplicate 'keepalive' (first at t.conf:2:31)");
+    configtest_expect_error(LISTEN "backend app { }",
+                            "t.conf:2:1: backend 'app' needs a 'server' directive");
+    configtest_expect_error(LISTEN APP "backend app { server 1.2.3.4:1; }",
+                            "t.conf:3:9: duplicate backend 'app' (first at t.conf:2:1)");
+    configtest_expect_error(LISTEN "backend \"\" { server 1.2.3.4:1; }",
+                            "t.conf:2:9: empty backend name");
+    configtest_expect_error(LISTEN "backend a { server 1.2.3.4:1; connect_timeout 0; }",
+                            "t.conf:2:47: 'connect_timeout' must be greater than 0");
+    configtest_expect_error(
+        LISTEN "backend a { server 1.2.3.4:1; read_timeout soon; }",
+        "t.conf:2:44: invalid duration 'soon' for 'read_timeout' (expected a number "
+        "with optional ms, s, m, h or d)");
+    configtest_expect_error(
+        LISTEN "backend a { server 1.2.3.4:1; keepalive 10001; }",
+        "t.conf:2:41: invalid number '10001' for 'keepalive' (expected 0 to 10000)");
+    configtest_expect_error(LISTEN "backend a { server 1.2.3.4:1; keepalive 1; keepalive 2; }",
+                            "t.conf:2:44: duplicate 'keepalive' (first at t.conf:2:31)");
 }
 
 static void test_server_errors(void **state)
 {
     (void)state;
-    expect_error(LISTEN "backend a { server nocolon; }",
-                 "t.conf:2:20: invalid server address 'nocolon' (expected HOST:PORT or "
-                 "[IPV6]:PORT)");
-    expect_error(LISTEN "backend a { server :80; }",
-                 "t.conf:2:20: invalid server address ':80' (expected HOST:PORT or [IPV6]:PORT)");
-    expect_error(LISTEN "backend a { server ::1:80; }",
-                 "t.conf:2:20: invalid server address '::1:80' (expected HOST:PORT or "
-                 "[IPV6]:PORT)");
-    expect_error(LISTEN "backend a { server 1.2.3.4:0; }",
-                 "t.conf:2:20: invalid port in '1.2.3.4:0' (expected 1 to 65535)");
-    expect_error(LISTEN "backend a { server 1.2.3.4:99999; }",
-                 "t.conf:2:20: invalid port in '1.2.3.4:99999' (expected 1 to 65535)");
-    expect_error_prefix(LISTEN "backend a { server [nothost]:80; }",
-                        "t.conf:2:20: cannot resolve 'nothost': ");
-    expect_error_prefix(LISTEN "backend a {\n  server nonexistent.invalid:80;\n}",
-                        "t.conf:3:10: cannot resolve 'nonexistent.invalid': ");
+    configtest_expect_error(LISTEN "backend a { server nocolon; }",
+                            "t.conf:2:20: invalid server address 'nocolon' (expected HOST:PORT or "
+                            "[IPV6]:PORT)");
+    configtest_expect_error(
+        LISTEN "backend a { server :80; }",
+        "t.conf:2:20: invalid server address ':80' (expected HOST:PORT or [IPV6]:PORT)");
+    configtest_expect_error(LISTEN "backend a { server ::1:80; }",
+                            "t.conf:2:20: invalid server address '::1:80' (expected HOST:PORT or "
+                            "[IPV6]:PORT)");
+    configtest_expect_error(LISTEN "backend a { server 1.2.3.4:0; }",
+                            "t.conf:2:20: invalid port in '1.2.3.4:0' (expected 1 to 65535)");
+    configtest_expect_error(LISTEN "backend a { server 1.2.3.4:99999; }",
+                            "t.conf:2:20: invalid port in '1.2.3.4:99999' (expected 1 to 65535)");
+    configtest_expect_error_prefix(LISTEN "backend a { server [nothost]:80; }",
+                                   "t.conf:2:20: cannot resolve 'nothost': ");
+    configtest_expect_error_prefix(LISTEN "backend a {\n  server nonexistent.invalid:80;\n}",
+                                   "t.conf:3:10: cannot resolve 'nonexistent.invalid': ");
 }
 
 static void test_server_parameter_errors(void **state)
 {
     (void)state;
-    expect_error(LISTEN "backend a { server 1.2.3.4:1 weight=0; }",
-                 "t.conf:2:30: invalid number '0' for 'weight' (expected 1 to 1000)");
-    expect_error(LISTEN "backend a { server 1.2.3.4:1 weight=1001; }",
-                 "t.conf:2:30: invalid number '1001' for 'weight' (expected 1 to 1000)");
-    expect_error(LISTEN "backend a { server 1.2.3.4:1 weight=; }",
-                 "t.conf:2:30: invalid number '' for 'weight' (expected 1 to 1000)");
-    expect_error(LISTEN "backend a { server 1.2.3.4:1 max_fails=1001; }",
-                 "t.conf:2:30: invalid number '1001' for 'max_fails' (expected 0 to 1000)");
-    expect_error(LISTEN "backend a { server 1.2.3.4:1 fail_timeout=x; }",
-                 "t.conf:2:30: invalid duration 'x' for 'fail_timeout' (expected a number with "
-                 "optional ms, s, m, h or d)");
-    expect_error(LISTEN "backend a { server 1.2.3.4:1 backup; }",
-                 "t.conf:2:30: unknown server parameter 'backup' (expected weight=N, "
-                 "max_fails=N or fail_timeout=DURATION)");
-    expect_error(LISTEN "backend a { server 1.2.3.4:1 weights=2; }",
-                 "t.conf:2:30: unknown server parameter 'weights=2' (expected weight=N, "
-                 "max_fails=N or fail_timeout=DURATION)");
-    expect_error(LISTEN "backend a { server 1.2.3.4:1 weight=1 weight=2; }",
-                 "t.conf:2:39: duplicate server parameter 'weight'");
+    configtest_expect_error(LISTEN "backend a { server 1.2.3.4:1 weight=0; }",
+                            "t.conf:2:30: invalid number '0' for 'weight' (expected 1 to 1000)");
+    configtest_expect_error(LISTEN "backend a { server 1.2.3.4:1 weight=1001; }",
+                            "t.conf:2:30: invalid number '1001' for 'weight' (expected 1 to 1000)");
+    configtest_expect_error(LISTEN "backend a { server 1.2.3.4:1 weight=; }",
+                            "t.conf:2:30: invalid number '' for 'weight' (expected 1 to 1000)");
+    configtest_expect_error(
+        LISTEN "backend a { server 1.2.3.4:1 max_fails=1001; }",
+        "t.conf:2:30: invalid number '1001' for 'max_fails' (expected 0 to 1000)");
+    configtest_expect_error(
+        LISTEN "backend a { server 1.2.3.4:1 fail_timeout=x; }",
+        "t.conf:2:30: invalid duration 'x' for 'fail_timeout' (expected a number with "
+        "optional ms, s, m, h or d)");
+    configtest_expect_error(LISTEN "backend a { server 1.2.3.4:1 backup; }",
+                            "t.conf:2:30: unknown server parameter 'backup' (expected weight=N, "
+                            "max_fails=N or fail_timeout=DURATION)");
+    configtest_expect_error(LISTEN "backend a { server 1.2.3.4:1 weights=2; }",
+                            "t.conf:2:30: unknown server parameter 'weights=2' (expected weight=N, "
+                            "max_fails=N or fail_timeout=DURATION)");
+    configtest_expect_error(LISTEN "backend a { server 1.2.3.4:1 weight=1 weight=2; }",
+                            "t.conf:2:39: duplicate server parameter 'weight'");
 }
 
 /* ---- routes ---- */
@@ -498,15 +489,15 @@ static void test_routes(void **state)
     pcre2_match_data *md;
 
     (void)state;
-    cfg = load_ok(LISTEN "route = / { backend app; }\n"
-                         "route /static/ { backend files; host Static.Example.COM; }\n"
-                         "route ~ \\.json$ { backend app; }\n"
-                         "route default { backend app; }\n"
-                         "route ~ '^/api/v[0-9]+/' { backend files; host [::1]; }\n"
-                         "route /static/ { backend app; host other.example; }\n"
-                         "route = /static/ { backend app; }\n"
-                         "backend app { server 127.0.0.1:8000; }\n"
-                         "backend files { server 127.0.0.1:8001; }\n");
+    cfg = configtest_load(LISTEN "route = / { backend app; }\n"
+                                 "route /static/ { backend files; host Static.Example.COM; }\n"
+                                 "route ~ \\.json$ { backend app; }\n"
+                                 "route default { backend app; }\n"
+                                 "route ~ '^/api/v[0-9]+/' { backend files; host [::1]; }\n"
+                                 "route /static/ { backend app; host other.example; }\n"
+                                 "route = /static/ { backend app; }\n"
+                                 "backend app { server 127.0.0.1:8000; }\n"
+                                 "backend files { server 127.0.0.1:8001; }\n");
     assert_int_equal(cfg->nroutes, 7);
     for (unsigned i = 0; i < cfg->nroutes; i++) {
         assert_int_equal(cfg->routes[i].index, i);
@@ -556,19 +547,21 @@ static void test_routes(void **state)
 static void test_route_pattern_errors(void **state)
 {
     (void)state;
-    expect_error(LISTEN APP "route static { backend app; }",
-                 "t.conf:3:7: route path 'static' must start with '/'");
-    expect_error(LISTEN APP "route = static { backend app; }",
-                 "t.conf:3:9: route path 'static' must start with '/'");
-    expect_error(LISTEN APP "route = default { backend app; }",
-                 "t.conf:3:9: route path 'default' must start with '/'");
-    expect_error(LISTEN APP "route ^ /x { backend app; }",
-                 "t.conf:3:7: unknown route modifier '^' (expected '=' or '~')");
-    expect_error(LISTEN APP "route ~ (abc { backend app; }",
-                 "t.conf:3:9: invalid regex '(abc': missing closing parenthesis at offset 4");
-    expect_error(LISTEN APP "route ~ \"a{2,1}\" { backend app; }",
-                 "t.conf:3:9: invalid regex 'a{2,1}': numbers out of order in {} quantifier at "
-                 "offset 5");
+    configtest_expect_error(LISTEN APP "route static { backend app; }",
+                            "t.conf:3:7: route path 'static' must start with '/'");
+    configtest_expect_error(LISTEN APP "route = static { backend app; }",
+                            "t.conf:3:9: route path 'static' must start with '/'");
+    configtest_expect_error(LISTEN APP "route = default { backend app; }",
+                            "t.conf:3:9: route path 'default' must start with '/'");
+    configtest_expect_error(LISTEN APP "route ^ /x { backend app; }",
+                            "t.conf:3:7: unknown route modifier '^' (expected '=' or '~')");
+    configtest_expect_error(
+        LISTEN APP "route ~ (abc { backend app; }",
+        "t.conf:3:9: invalid regex '(abc': missing closing parenthesis at offset 4");
+    configtest_expect_error(
+        LISTEN APP "route ~ \"a{2,1}\" { backend app; }",
+        "t.conf:3:9: invalid regex 'a{2,1}': numbers out of order in {} quantifier at "
+        "offset 5");
 }
 
 static void test_route_duplicates(void **state)
@@ -576,18 +569,21 @@ static void test_route_duplicates(void **state)
     struct config *cfg;
 
     (void)state;
-    expect_error(LISTEN APP "route default { backend app; }\nroute default { backend app; }",
-                 "t.conf:4:1: duplicate 'route default' (first at t.conf:3:1)");
-    expect_error(LISTEN APP "route /a { backend app; }\nroute /a { backend app; }",
-                 "t.conf:4:1: duplicate route '/a' (first at t.conf:3:1)");
-    expect_error(LISTEN APP "route = /a { backend app; host x.com; }\n"
-                            "route = /a { host X.com; backend app; }",
-                 "t.conf:4:1: duplicate route '= /a' for host x.com (first at t.conf:3:1)");
-    expect_error(LISTEN APP "route ~ ^/a { backend app; }\nroute ~ ^/a { backend app; }",
-                 "t.conf:4:1: duplicate route '~ ^/a' (first at t.conf:3:1)");
+    configtest_expect_error(LISTEN APP
+                            "route default { backend app; }\nroute default { backend app; }",
+                            "t.conf:4:1: duplicate 'route default' (first at t.conf:3:1)");
+    configtest_expect_error(LISTEN APP "route /a { backend app; }\nroute /a { backend app; }",
+                            "t.conf:4:1: duplicate route '/a' (first at t.conf:3:1)");
+    configtest_expect_error(
+        LISTEN APP "route = /a { backend app; host x.com; }\n"
+                   "route = /a { host X.com; backend app; }",
+        "t.conf:4:1: duplicate route '= /a' for host x.com (first at t.conf:3:1)");
+    configtest_expect_error(LISTEN APP "route ~ ^/a { backend app; }\nroute ~ ^/a { backend app; }",
+                            "t.conf:4:1: duplicate route '~ ^/a' (first at t.conf:3:1)");
     /* a different host, or a different kind of match, is a different route */
-    cfg = load_ok(LISTEN APP "route /a { backend app; }\nroute /a { backend app; host x; }\n"
-                             "route = /a { backend app; }\nroute ~ /a { backend app; }\n");
+    cfg =
+        configtest_load(LISTEN APP "route /a { backend app; }\nroute /a { backend app; host x; }\n"
+                                   "route = /a { backend app; }\nroute ~ /a { backend app; }\n");
     assert_int_equal(cfg->nroutes, 4);
     config_release(&cfg);
 }
@@ -595,34 +591,43 @@ static void test_route_duplicates(void **state)
 static void test_route_backend_errors(void **state)
 {
     (void)state;
-    expect_error(LISTEN APP "\nroute /a {\n    host x;\n}",
-                 "t.conf:4:1: route needs a 'backend' directive");
-    expect_error(LISTEN APP "route /a { }", "t.conf:3:1: route needs a 'backend' directive");
-    expect_error(LISTEN APP "route /a {\n    backend ap;\n}", "t.conf:4:13: unknown backend 'ap'");
-    expect_error(LISTEN "route default { backend app; }", "t.conf:2:25: unknown backend 'app'");
-    expect_error(LISTEN APP "route /a { backend app; backend app; }",
-                 "t.conf:3:25: duplicate 'backend' (first at t.conf:3:12)");
-    expect_error(LISTEN APP "route /a { backend app x; }",
-                 "t.conf:3:24: 'backend' takes 1 argument");
+    configtest_expect_error(LISTEN APP "\nroute /a {\n    host x;\n}",
+                            "t.conf:4:1: route needs a 'backend' directive");
+    configtest_expect_error(LISTEN APP "route /a { }",
+                            "t.conf:3:1: route needs a 'backend' directive");
+    configtest_expect_error(LISTEN APP "route /a {\n    backend ap;\n}",
+                            "t.conf:4:13: unknown backend 'ap'");
+    configtest_expect_error(LISTEN "route default { backend app; }",
+                            "t.conf:2:25: unknown backend 'app'");
+    configtest_expect_error(LISTEN APP "route /a { backend app; backend app; }",
+                            "t.conf:3:25: duplicate 'backend' (first at t.conf:3:12)");
+    configtest_expect_error(LISTEN APP "route /a { backend app x; }",
+                            "t.conf:3:24: 'backend' takes 1 argument");
 }
 
 static void test_route_host_errors(void **state)
 {
     (void)state;
-    expect_error(LISTEN APP "route /a { backend app; host a.com:80; }",
-                 "t.conf:3:30: host 'a.com:80' must not contain ':' (no port; write IPv6 as "
-                 "[::1])");
-    expect_error(LISTEN APP "route /a { backend app; host ::1; }",
-                 "t.conf:3:30: host '::1' must not contain ':' (no port; write IPv6 as [::1])");
-    expect_error(LISTEN APP "route /a { backend app; host [zz]; }",
-                 "t.conf:3:30: invalid host '[zz]' (expected a name, an IPv4 address or [IPV6])");
-    expect_error(LISTEN APP "route /a { backend app; host \"a b\"; }",
-                 "t.conf:3:30: invalid host 'a b' (expected a name, an IPv4 address or [IPV6])");
-    expect_error(LISTEN APP "route /a { backend app; host ''; }",
-                 "t.conf:3:30: invalid host '' (expected a name, an IPv4 address or [IPV6])");
-    expect_error(LISTEN APP "route /a { backend app; host [::1]:80; }",
-                 "t.conf:3:30: invalid host '[::1]:80' (expected a name, an IPv4 address or "
-                 "[IPV6])");
+    configtest_expect_error(
+        LISTEN APP "route /a { backend app; host a.com:80; }",
+        "t.conf:3:30: host 'a.com:80' must not contain ':' (no port; write IPv6 as "
+        "[::1])");
+    configtest_expect_error(
+        LISTEN APP "route /a { backend app; host ::1; }",
+        "t.conf:3:30: host '::1' must not contain ':' (no port; write IPv6 as [::1])");
+    configtest_expect_error(
+        LISTEN APP "route /a { backend app; host [zz]; }",
+        "t.conf:3:30: invalid host '[zz]' (expected a name, an IPv4 address or [IPV6])");
+    configtest_expect_error(
+        LISTEN APP "route /a { backend app; host \"a b\"; }",
+        "t.conf:3:30: invalid host 'a b' (expected a name, an IPv4 address or [IPV6])");
+    configtest_expect_error(
+        LISTEN APP "route /a { backend app; host ''; }",
+        "t.conf:3:30: invalid host '' (expected a name, an IPv4 address or [IPV6])");
+    configtest_expect_error(
+        LISTEN APP "route /a { backend app; host [::1]:80; }",
+        "t.conf:3:30: invalid host '[::1]:80' (expected a name, an IPv4 address or "
+        "[IPV6])");
 }
 
 /* ---- limits ---- */
@@ -632,16 +637,16 @@ static void test_limits(void **state)
     struct config *cfg;
 
     (void)state;
-    cfg = load_ok(LISTEN "limits {\n"
-                         "    header_size 1k;\n"
-                         "    headers 10000;\n"
-                         "    uri_size 256;\n"
-                         "    body_size 0;\n"
-                         "    header_timeout 1500ms;\n"
-                         "    body_timeout 2m;\n"
-                         "    idle_timeout 1h;\n"
-                         "    max_connections 1000000;\n"
-                         "}\n");
+    cfg = configtest_load(LISTEN "limits {\n"
+                                 "    header_size 1k;\n"
+                                 "    headers 10000;\n"
+                                 "    uri_size 256;\n"
+                                 "    body_size 0;\n"
+                                 "    header_timeout 1500ms;\n"
+                                 "    body_timeout 2m;\n"
+                                 "    idle_timeout 1h;\n"
+                                 "    max_connections 1000000;\n"
+                                 "}\n");
     assert_int_equal(cfg->limits.header_size, 1024);
     assert_int_equal(cfg->limits.headers, 10000);
     assert_int_equal(cfg->limits.uri_size, 256);
@@ -652,8 +657,8 @@ static void test_limits(void **state)
     assert_int_equal(cfg->limits.max_connections, 1000000);
     config_release(&cfg);
 
-    cfg = load_ok(LISTEN "limits { header_size 1m; uri_size 1M; body_size 4g; headers 1; "
-                         "max_connections 1; }");
+    cfg = configtest_load(LISTEN "limits { header_size 1m; uri_size 1M; body_size 4g; headers 1; "
+                                 "max_connections 1; }");
     assert_int_equal(cfg->limits.header_size, 1024 * 1024);
     assert_int_equal(cfg->limits.uri_size, 1024 * 1024);
     assert_true(cfg->limits.body_size == 4ull << 30);
@@ -666,38 +671,46 @@ static void test_limits(void **state)
 static void test_limits_errors(void **state)
 {
     (void)state;
-    expect_error(LISTEN "limits {\n    header_size abc;\n}",
-                 "t.conf:3:17: invalid size 'abc' for 'header_size' (expected a number with "
-                 "optional k, m or g)");
-    expect_error(LISTEN "limits { header_size 512; }",
-                 "t.conf:2:22: size '512' for 'header_size' is out of range (expected 1k to 1m)");
-    expect_error(LISTEN "limits { header_size 2m; }",
-                 "t.conf:2:22: size '2m' for 'header_size' is out of range (expected 1k to 1m)");
-    expect_error(LISTEN "limits { uri_size 255; }",
-                 "t.conf:2:19: size '255' for 'uri_size' is out of range (expected 256 to 1m)");
-    expect_error(LISTEN "limits { body_size 1.5m; }",
-                 "t.conf:2:20: invalid size '1.5m' for 'body_size' (expected a number with "
-                 "optional k, m or g)");
-    expect_error(LISTEN "limits { body_size 99999999999g; }",
-                 "t.conf:2:20: invalid size '99999999999g' for 'body_size' (expected a number "
-                 "with optional k, m or g)");
-    expect_error(LISTEN "limits { headers 0; }",
-                 "t.conf:2:18: invalid number '0' for 'headers' (expected 1 to 10000)");
-    expect_error(LISTEN "limits { max_connections 1000001; }",
-                 "t.conf:2:26: invalid number '1000001' for 'max_connections' (expected 1 to "
-                 "1000000)");
-    expect_error(LISTEN "limits { header_timeout 0; }",
-                 "t.conf:2:25: 'header_timeout' must be greater than 0");
-    expect_error(LISTEN "limits { body_timeout 0s; }",
-                 "t.conf:2:23: 'body_timeout' must be greater than 0");
-    expect_error(LISTEN "limits { idle_timeout 1x; }",
-                 "t.conf:2:23: invalid duration '1x' for 'idle_timeout' (expected a number with "
-                 "optional ms, s, m, h or d)");
-    expect_error(LISTEN "limits { headers 5; headers 6; }",
-                 "t.conf:2:21: duplicate 'headers' (first at t.conf:2:10)");
-    expect_error(LISTEN "limits { }\nlimits { }",
-                 "t.conf:3:1: duplicate 'limits' block (first at t.conf:2:1)");
-    expect_error(LISTEN "limits 1 { }", "t.conf:2:8: 'limits' takes no arguments");
+    configtest_expect_error(
+        LISTEN "limits {\n    header_size abc;\n}",
+        "t.conf:3:17: invalid size 'abc' for 'header_size' (expected a number with "
+        "optional k, m or g)");
+    configtest_expect_error(
+        LISTEN "limits { header_size 512; }",
+        "t.conf:2:22: size '512' for 'header_size' is out of range (expected 1k to 1m)");
+    configtest_expect_error(
+        LISTEN "limits { header_size 2m; }",
+        "t.conf:2:22: size '2m' for 'header_size' is out of range (expected 1k to 1m)");
+    configtest_expect_error(
+        LISTEN "limits { uri_size 255; }",
+        "t.conf:2:19: size '255' for 'uri_size' is out of range (expected 256 to 1m)");
+    configtest_expect_error(
+        LISTEN "limits { body_size 1.5m; }",
+        "t.conf:2:20: invalid size '1.5m' for 'body_size' (expected a number with "
+        "optional k, m or g)");
+    configtest_expect_error(
+        LISTEN "limits { body_size 99999999999g; }",
+        "t.conf:2:20: invalid size '99999999999g' for 'body_size' (expected a number "
+        "with optional k, m or g)");
+    configtest_expect_error(LISTEN "limits { headers 0; }",
+                            "t.conf:2:18: invalid number '0' for 'headers' (expected 1 to 10000)");
+    configtest_expect_error(
+        LISTEN "limits { max_connections 1000001; }",
+        "t.conf:2:26: invalid number '1000001' for 'max_connections' (expected 1 to "
+        "1000000)");
+    configtest_expect_error(LISTEN "limits { header_timeout 0; }",
+                            "t.conf:2:25: 'header_timeout' must be greater than 0");
+    configtest_expect_error(LISTEN "limits { body_timeout 0s; }",
+                            "t.conf:2:23: 'body_timeout' must be greater than 0");
+    configtest_expect_error(
+        LISTEN "limits { idle_timeout 1x; }",
+        "t.conf:2:23: invalid duration '1x' for 'idle_timeout' (expected a number with "
+        "optional ms, s, m, h or d)");
+    configtest_expect_error(LISTEN "limits { headers 5; headers 6; }",
+                            "t.conf:2:21: duplicate 'headers' (first at t.conf:2:10)");
+    configtest_expect_error(LISTEN "limits { }\nlimits { }",
+                            "t.conf:3:1: duplicate 'limits' block (first at t.conf:2:1)");
+    configtest_expect_error(LISTEN "limits 1 { }", "t.conf:2:8: 'limits' takes no arguments");
 }
 
 /* ---- log ---- */
@@ -709,13 +722,13 @@ static void test_log(void **state)
 
     (void)state;
     assert_non_null(getcwd(cwd, sizeof cwd));
-    cfg = load_ok(LISTEN "log { access stderr; error /var/log/tessera.err; level debug; }");
+    cfg = configtest_load(LISTEN "log { access stderr; error /var/log/tessera.err; level debug; }");
     assert_string_equal(cfg->log.access_path, "stderr");
     assert_string_equal(cfg->log.error_path, "/var/log/tessera.err");
     assert_int_equal(cfg->log.level, LOG_DEBUG);
     config_release(&cfg);
 
-    cfg = load_ok(LISTEN "log { access logs/access.log; error ./err.log; level error; }");
+    cfg = configtest_load(LISTEN "log { access logs/access.log; error ./err.log; level error; }");
     snprintf(want, sizeof want, "%s/logs/access.log", cwd);
     assert_string_equal(cfg->log.access_path, want);
     snprintf(want, sizeof want, "%s/err.log", cwd);
@@ -723,13 +736,13 @@ static void test_log(void **state)
     assert_int_equal(cfg->log.level, LOG_ERROR);
     config_release(&cfg);
 
-    cfg = load_ok(LISTEN "log { access off; error stderr; level warn; }");
+    cfg = configtest_load(LISTEN "log { access off; error stderr; level warn; }");
     assert_null(cfg->log.access_path);
     assert_string_equal(cfg->log.error_path, "stderr");
     assert_int_equal(cfg->log.level, LOG_WARN);
     config_release(&cfg);
 
-    cfg = load_ok(LISTEN "log { level info; }");
+    cfg = configtest_load(LISTEN "log { level info; }");
     assert_int_equal(cfg->log.level, LOG_INFO);
     config_release(&cfg);
 }
@@ -767,16 +780,18 @@ static void test_log_paths_relative_to_main_file(void **state)
 static void test_log_errors(void **state)
 {
     (void)state;
-    expect_error(LISTEN "log { error off; }",
-                 "t.conf:2:13: the error log cannot be off (expected stderr or a path)");
-    expect_error(LISTEN "log { level verbose; }",
-                 "t.conf:2:13: invalid log level 'verbose' (expected error, warn, info or debug)");
-    expect_error(LISTEN "log { access \"\"; }", "t.conf:2:14: empty log path");
-    expect_error(LISTEN "log { level info; level warn; }",
-                 "t.conf:2:19: duplicate 'level' (first at t.conf:2:7)");
-    expect_error(LISTEN "log { }\n\n  log { }", "t.conf:4:3: duplicate 'log' block (first at "
-                                                "t.conf:2:1)");
-    expect_error(LISTEN "log { access a b; }", "t.conf:2:16: 'access' takes 1 argument");
+    configtest_expect_error(LISTEN "log { error off; }",
+                            "t.conf:2:13: the error log cannot be off (expected stderr or a path)");
+    configtest_expect_error(
+        LISTEN "log { level verbose; }",
+        "t.conf:2:13: invalid log level 'verbose' (expected error, warn, info or debug)");
+    configtest_expect_error(LISTEN "log { access \"\"; }", "t.conf:2:14: empty log path");
+    configtest_expect_error(LISTEN "log { level info; level warn; }",
+                            "t.conf:2:19: duplicate 'level' (first at t.conf:2:7)");
+    configtest_expect_error(LISTEN "log { }\n\n  log { }",
+                            "t.conf:4:3: duplicate 'log' block (first at "
+                            "t.conf:2:1)");
+    configtest_expect_error(LISTEN "log { access a b; }", "t.conf:2:16: 'access' takes 1 argument");
 }
 
 static void test_log_level_name(void **state)
@@ -829,7 +844,7 @@ static void test_ref_release(void **state)
     struct config *cfg, *other;
 
     (void)state;
-    cfg = load_ok(LISTEN);
+    cfg = configtest_load(LISTEN);
     other = config_ref(cfg);
     assert_ptr_equal(other, cfg);
     assert_int_equal(atomic_load(&cfg->refs), 2);
@@ -874,7 +889,7 @@ static void test_full_config(void **state)
     struct config *cfg;
 
     (void)state;
-    cfg = load_ok(full_config);
+    cfg = configtest_load(full_config);
     assert_int_equal(cfg->nlistens, 2);
     assert_int_equal(cfg->workers, 2);
     assert_int_equal(cfg->drain_timeout_ms, 30000);

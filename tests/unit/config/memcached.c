@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "tests/support/configtest.h"
 
 #define LISTEN "listen 127.0.0.1:8080;\n"
 #define SERVER "server 127.0.0.1:11211;"
@@ -24,28 +25,6 @@
 #define MIB (1024ull * 1024)
 
 /* ---- helpers ---- */
-
-static struct config *load_ok(const char *text)
-{
-    char err[512] = "";
-    struct config *cfg = config_load_string("t.conf", text, err, sizeof err);
-
-    if (!cfg)
-        fail_msg("unexpected config error: %s", err);
-    return cfg;
-}
-
-static void expect_error(const char *text, const char *msg)
-{
-    char err[512] = "";
-    struct config *cfg = config_load_string("t.conf", text, err, sizeof err);
-
-    if (cfg) {
-        config_release(&cfg);
-        fail_msg("expected the error \"%s\"", msg);
-    }
-    assert_string_equal(err, msg);
-}
 
 /* BODY as the inside of `memcached { ... }`, starting at line 3, column 1. */
 static const char *in_block(const char *body)
@@ -58,7 +37,7 @@ static const char *in_block(const char *body)
 
 static struct config *load_block(const char *body)
 {
-    struct config *cfg = load_ok(in_block(body));
+    struct config *cfg = configtest_load(in_block(body));
 
     assert_true(cfg->memcached.enabled);
     return cfg;
@@ -66,7 +45,7 @@ static struct config *load_block(const char *body)
 
 static void expect_block_error(const char *body, const char *msg)
 {
-    expect_error(in_block(body), msg);
+    configtest_expect_error(in_block(body), msg);
 }
 
 /* Every value but the servers and `enabled` at its default. */
@@ -99,7 +78,7 @@ static void test_defaults_without_block(void **state)
     struct config *cfg;
 
     (void)state;
-    cfg = load_ok(LISTEN);
+    cfg = configtest_load(LISTEN);
     assert_false(cfg->memcached.enabled);
     assert_null(cfg->memcached.servers);
     assert_int_equal(cfg->memcached.nservers, 0);
@@ -124,7 +103,7 @@ static void test_minimal_block(void **state)
     config_release(&cfg);
 
     /* the block may come first, and on one line */
-    cfg = load_ok("memcached { server m:1; }\n" LISTEN);
+    cfg = configtest_load("memcached { server m:1; }\n" LISTEN);
     assert_true(cfg->memcached.enabled);
     expect_server(&cfg->memcached.servers[0], "m", 1, 1, "m:1");
     assert_int_equal(cfg->memcached.servers[0].pos.line, 1);
@@ -301,14 +280,15 @@ static void test_server_duplicates(void **state)
 static void test_block_errors(void **state)
 {
     (void)state;
-    expect_error(LISTEN "memcached { }", "t.conf:2:1: memcached block needs a 'server' directive");
-    expect_error(LISTEN "memcached {\n  prefix app:;\n  timeout 1s;\n}",
-                 "t.conf:2:1: memcached block needs a 'server' directive");
-    expect_error(LISTEN "memcached;", "t.conf:2:1: 'memcached' needs a '{ ... }' block");
-    expect_error(LISTEN "memcached on { " SERVER " }",
-                 "t.conf:2:11: 'memcached' takes no arguments");
-    expect_error(LISTEN "memcached { " SERVER " }\nmemcached { server m:1; }",
-                 "t.conf:3:1: duplicate 'memcached' block (first at t.conf:2:1)");
+    configtest_expect_error(LISTEN "memcached { }",
+                            "t.conf:2:1: memcached block needs a 'server' directive");
+    configtest_expect_error(LISTEN "memcached {\n  prefix app:;\n  timeout 1s;\n}",
+                            "t.conf:2:1: memcached block needs a 'server' directive");
+    configtest_expect_error(LISTEN "memcached;", "t.conf:2:1: 'memcached' needs a '{ ... }' block");
+    configtest_expect_error(LISTEN "memcached on { " SERVER " }",
+                            "t.conf:2:11: 'memcached' takes no arguments");
+    configtest_expect_error(LISTEN "memcached { " SERVER " }\nmemcached { server m:1; }",
+                            "t.conf:3:1: duplicate 'memcached' block (first at t.conf:2:1)");
     expect_block_error(SERVER " memory 1m;",
                        "t.conf:3:25: directive 'memory' is not allowed in the memcached context "
                        "(only in: cache)");
@@ -320,20 +300,24 @@ static void test_block_errors(void **state)
     expect_block_error(SERVER " memcached { }",
                        "t.conf:3:25: directive 'memcached' is not allowed in the memcached "
                        "context (only in: main)");
-    expect_error(LISTEN "prefix a;",
-                 "t.conf:2:1: directive 'prefix' is not allowed in the main context (only in: "
-                 "memcached)");
-    expect_error(LISTEN "backend app { server 127.0.0.1:1; }\nroute / { backend app; "
-                        "memcached { } }",
-                 "t.conf:3:24: directive 'memcached' is not allowed in the route context (only "
-                 "in: main)");
-    expect_error(LISTEN "backend app { server 127.0.0.1:1; io_threads 2; }",
-                 "t.conf:2:35: directive 'io_threads' is not allowed in the backend context "
-                 "(only in: memcached)");
+    configtest_expect_error(
+        LISTEN "prefix a;",
+        "t.conf:2:1: directive 'prefix' is not allowed in the main context (only in: "
+        "memcached)");
+    configtest_expect_error(
+        LISTEN "backend app { server 127.0.0.1:1; }\nroute / { backend app; "
+               "memcached { } }",
+        "t.conf:3:24: directive 'memcached' is not allowed in the route context (only "
+        "in: main)");
+    configtest_expect_error(
+        LISTEN "backend app { server 127.0.0.1:1; io_threads 2; }",
+        "t.conf:2:35: directive 'io_threads' is not allowed in the backend context "
+        "(only in: memcached)");
     /* the second `server` context is named for a misplaced server */
-    expect_error(LISTEN "server 1.2.3.4:80;",
-                 "t.conf:2:1: directive 'server' is not allowed in the main context (only in: "
-                 "backend, memcached)");
+    configtest_expect_error(
+        LISTEN "server 1.2.3.4:80;",
+        "t.conf:2:1: directive 'server' is not allowed in the main context (only in: "
+        "backend, memcached)");
 }
 
 /* ---- prefix ---- */
@@ -525,9 +509,10 @@ static void test_purge_sync_errors(void **state)
     expect_block_error(SERVER " purge_sync 1s; purge_sync 2s;",
                        "t.conf:3:40: duplicate 'purge_sync' (first at t.conf:3:25)");
     expect_block_error(SERVER " purge_sync;", "t.conf:3:25: 'purge_sync' takes 1 argument");
-    expect_error(LISTEN "purge_sync 1s;",
-                 "t.conf:2:1: directive 'purge_sync' is not allowed in the main context (only "
-                 "in: memcached)");
+    configtest_expect_error(
+        LISTEN "purge_sync 1s;",
+        "t.conf:2:1: directive 'purge_sync' is not allowed in the main context (only "
+        "in: memcached)");
 }
 
 /* ---- numbers and sizes ---- */
@@ -630,7 +615,7 @@ static void test_full_block(void **state)
     const struct config_memcached *m;
 
     (void)state;
-    cfg = load_ok(full_block);
+    cfg = configtest_load(full_block);
     m = &cfg->memcached;
     assert_true(m->enabled);
     assert_int_equal(m->nservers, 3);
