@@ -1144,7 +1144,8 @@ static void start_fill(struct cache_req *cr, const char *rbase, const struct htt
 {
     const struct config_cache_policy *p = cr->policy;
     uint64_t length;
-    if (parse_content_length(base, resp, &length) && length > p->max_object_size) {
+    bool has_length = parse_content_length(base, resp, &length);
+    if (has_length && length > p->max_object_size) {
         cr->detail = "too-large";
         return;
     }
@@ -1194,7 +1195,10 @@ static void start_fill(struct cache_req *cr, const char *rbase, const struct htt
         if (cr->builder &&
             !cache_object_builder_set_head(cr->builder, head.data ? head.data : "", head.len))
             cache_object_builder_abandon(&cr->builder);
-        cr->stored = cr->builder != NULL;
+        /* Cache-Status goes out now: "stored" only when the fill cannot
+         * fail for size (a body of unknown length may outgrow the limit
+         * after the head has said so). */
+        cr->stored = cr->builder != NULL && has_length;
         cr->etag_generate = cr->builder && p->etag_generate && !etag;
     }
     buf_release(&vary);

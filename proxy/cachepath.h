@@ -68,7 +68,8 @@ struct cache_req {
     bool may_store;     /* a response may be stored (no request no-store...) */
     bool store_on_pass; /* not answered from the cache, but its response may
                          * be stored (Authorization, RFC 9111 3.5) */
-    bool stored;        /* a fill was started for this response */
+    bool stored;        /* Cache-Status may say "stored": a fill was started and
+                         * its length is known to fit, or it was stored */
     bool coalesced;     /* the hit came from waiting on another fill */
     bool filler;        /* registered as the key's filler in coalesce */
     bool waiting;       /* registered as a waiter */
