@@ -112,6 +112,7 @@ struct client {
     struct encode_plan encode;  /* what the relayed response's body becomes */
     struct encoder enc;         /* ... and the encoder doing it */
     struct buf enc_pending;     /* upstream body bytes waiting for `out` to drain (inflate) */
+    struct buf ae_joined;       /* the request's Accept-Encoding lines as one list */
     bool enc_end_pending;       /* the upstream response ended while bytes were waiting */
     int retries;
     bool head_request;
@@ -465,6 +466,7 @@ static void request_reset(struct client *c)
     c->encode = (struct encode_plan){.action = ENCODE_NONE, .coding = CODING_IDENTITY};
     encoder_free(&c->enc);
     buf_release(&c->enc_pending);
+    buf_release(&c->ae_joined);
     c->enc_end_pending = false;
     cache_req_reset(&c->cr);
     c->route = NULL;
@@ -616,7 +618,7 @@ static bool keep_field(const void *ctx, const char *base, const struct http_fiel
 /* The client's Accept-Encoding (several lines: the first; NULL: none).
  * A request that says Cache-Control: no-transform (RFC 9111 5.2.1.6) asks
  * for the body as the origin made it: it counts as "identity". */
-static const char *client_accept_encoding(const struct client *c, size_t *len)
+static const char *client_accept_encoding(struct client *c, size_t *len)
 {
     const char *base = c->in.data;
     for (unsigned i = 0; i < c->req.nfields; i++) {
@@ -626,6 +628,22 @@ static const char *client_accept_encoding(const struct client *c, size_t *len)
             *len = 8;
             return "identity";
         }
+    }
+    /* Several lines are one list (RFC 9110 5.3): joined once, kept for the
+     * request in ae_joined. */
+    if (http_head_count(base, &c->req, "accept-encoding") > 1 && c->ae_joined.len == 0) {
+        for (unsigned i = 0; i < c->req.nfields; i++) {
+            const struct http_field *f = &c->req.fields[i];
+            if (!http_span_is(base, f->name, "accept-encoding"))
+                continue;
+            if (c->ae_joined.len > 0)
+                buf_append(&c->ae_joined, ", ", 2);
+            buf_append(&c->ae_joined, base + f->value.off, f->value.len);
+        }
+    }
+    if (c->ae_joined.len > 0 && !c->ae_joined.oom) {
+        *len = c->ae_joined.len;
+        return c->ae_joined.data;
     }
     const struct http_field *f = http_head_find(base, &c->req, "accept-encoding");
     *len = f ? f->value.len : 0;
@@ -1880,6 +1898,7 @@ void client_destroy(struct client *c)
     cache_req_reset(&c->cr);
     encoder_free(&c->enc);
     buf_release(&c->enc_pending);
+    buf_release(&c->ae_joined);
     if (c->state != CS_DEAD) {
         ev_io_stop(c->w->loop, &c->rio);
         ev_io_stop(c->w->loop, &c->wio);

@@ -525,6 +525,16 @@ static void test_negotiation_follows_q_values(void **state)
     }
 }
 
+/* Several Accept-Encoding lines are one list (RFC 9110 5.3). */
+static void test_accept_encoding_on_several_lines(void **state)
+{
+    (void)state;
+    get(&r[0], "/pass/lines?" HTML, "Accept-Encoding: identity;q=0.5", "Accept-Encoding: br", NULL);
+    expect_decoded(&r[0], "br", LEN);
+    get(&r[1], "/pass/lines?" HTML, "Accept-Encoding: br;q=0", "Accept-Encoding: gzip", NULL);
+    expect_decoded(&r[1], "gzip", LEN);
+}
+
 static void test_each_coding_on_a_cached_route(void **state)
 {
     (void)state;
@@ -1321,6 +1331,7 @@ int main(void)
         T(test_origin_gzips_only_for_gzip_clients),
         T(test_each_coding_on_a_pass_through_route),
         T(test_negotiation_follows_q_values),
+        T(test_accept_encoding_on_several_lines),
         T(test_each_coding_on_a_cached_route),
         T(test_no_transform_and_coded_bodies_pass_unchanged),
         T(test_short_bodies_and_unlisted_types_pass_unchanged),
