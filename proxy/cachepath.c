@@ -779,8 +779,18 @@ static void make_variant(struct cache_req *cr, struct worker *w, const struct en
 {
     char err[128];
     struct cache_object *src = cr->obj;
+    char key[ENCODE_SECONDARY_MAX];
+    size_t klen = encode_variant_key(src, plan, key, sizeof key);
+    uint64_t making = cache_key_hash(key, klen, src->primary_hash);
+    if (!encode_variant_claim(making)) {
+        /* Another worker is making it right now: answer without it. */
+        if (plan->action == ENCODE_INFLATE)
+            cr->inflate_on_hit = true;
+        return;
+    }
     struct cache_object *v =
         encode_variant_make(src, plan, cr->compress, cr->policy->max_object_size, err, sizeof err);
+    encode_variant_release(making);
     if (!v) {
         /* Not an error of the request: it is answered anyway (as stored,
          * or inflated on the way); and it recurs on every hit. */

@@ -3,6 +3,7 @@
  */
 #include "proxy/encode.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -328,6 +329,47 @@ void encoder_free(struct encoder *e)
     if (e->compressor)
         e->compressor->ops->free(&e->compressor);
     inflater_free(&e->inflater);
+}
+
+/* ---- variants being made -------------------------------------------------------- */
+
+static pthread_mutex_t making_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    uint64_t hash;
+    bool used;
+} making[ENCODE_MAKING_MAX];
+
+bool encode_variant_claim(uint64_t hash)
+{
+    bool claimed = true;
+    int free_slot = -1;
+    pthread_mutex_lock(&making_lock);
+    for (int i = 0; i < ENCODE_MAKING_MAX; i++) {
+        if (making[i].used && making[i].hash == hash) {
+            claimed = false;
+            break;
+        }
+        if (!making[i].used && free_slot < 0)
+            free_slot = i;
+    }
+    if (claimed && free_slot >= 0) {
+        making[free_slot].hash = hash;
+        making[free_slot].used = true;
+    }
+    pthread_mutex_unlock(&making_lock);
+    return claimed;
+}
+
+void encode_variant_release(uint64_t hash)
+{
+    pthread_mutex_lock(&making_lock);
+    for (int i = 0; i < ENCODE_MAKING_MAX; i++) {
+        if (making[i].used && making[i].hash == hash) {
+            making[i].used = false;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&making_lock);
 }
 
 /* ---- variants ------------------------------------------------------------------ */

@@ -169,6 +169,18 @@ struct cache_object *encode_variant_make(const struct cache_object *src,
                                          const struct config_compress *cc, size_t max_body,
                                          char *err, size_t errlen);
 
+/* Variants being made, process-wide, by a hash of their keys (primary
+ * and secondary): a worker that wants a variant another worker is making at
+ * that moment does not make it too (a burst on a new page would otherwise
+ * compress it once per worker); it answers without it this once.
+ * encode_variant_claim: true when the caller may make it (it must then call
+ * encode_variant_release with the same hash); false when it is being made.
+ * Thread-safe.  When the table is full, claims succeed (the work may then
+ * be done twice, never not at all). */
+#define ENCODE_MAKING_MAX 64
+bool encode_variant_claim(uint64_t hash);
+void encode_variant_release(uint64_t hash);
+
 /* Process-wide counters (for logs, tests and the admin stats). */
 struct encode_stats {
     uint64_t streamed[CODING_COUNT]; /* responses compressed while streaming */

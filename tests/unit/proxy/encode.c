@@ -834,6 +834,34 @@ static void test_strip_etag_suffixes(void **state)
     assert_int_equal(encode_strip_etag_suffixes("\"abc-br\"", 8, small, sizeof small), 0);
 }
 
+/* One maker per variant at a time; a full table never blocks the work. */
+static void test_variant_claims(void **state)
+{
+    (void)state;
+    assert_true(encode_variant_claim(42));
+    assert_false(encode_variant_claim(42)); /* being made */
+    assert_true(encode_variant_claim(43));  /* another variant */
+    encode_variant_release(42);
+    assert_true(encode_variant_claim(42)); /* made: may be made again */
+    encode_variant_release(42);
+    encode_variant_release(43);
+    assert_true(encode_variant_claim(0)); /* 0 is a hash like any other */
+    assert_false(encode_variant_claim(0));
+    encode_variant_release(0);
+
+    uint64_t h[ENCODE_MAKING_MAX];
+    for (int i = 0; i < ENCODE_MAKING_MAX; i++) {
+        h[i] = 1000 + 2 * (uint64_t)i;
+        assert_true(encode_variant_claim(h[i]));
+    }
+    assert_true(encode_variant_claim(5000)); /* full: claimed without a slot */
+    assert_true(encode_variant_claim(5000)); /* ...so not remembered */
+    for (int i = 0; i < ENCODE_MAKING_MAX; i++)
+        encode_variant_release(h[i]);
+    assert_true(encode_variant_claim(h[0]));
+    encode_variant_release(h[0]);
+}
+
 static void test_etag(void **state)
 {
     (void)state;
@@ -1534,6 +1562,7 @@ int main(void)
         cmocka_unit_test(test_response_from_head),
         cmocka_unit_test(test_response_from_object),
         cmocka_unit_test(test_etag),
+        cmocka_unit_test(test_variant_claims),
         cmocka_unit_test(test_strip_etag_suffixes),
         cmocka_unit_test(test_level),
         cmocka_unit_test(test_variant_key),
