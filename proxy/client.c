@@ -28,6 +28,7 @@
  * (STYLE 10).
  */
 #include "proxy/client.h"
+#include "proxy/client_priv.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -56,99 +57,14 @@
 #include "proxy/router.h"
 #include "proxy/upstream.h"
 
-#define READ_SIZE 16384
-#define OUT_HIGH_WATER (256 * 1024)
-#define OUT_LOW_WATER (64 * 1024)
-#define UP_HIGH_WATER (256 * 1024)
-
-enum client_state { CS_IDLE, CS_HEAD, CS_PROXY, CS_CLOSING, CS_DEAD };
-
-/* What a parsed head asked for, done once llhttp has returned (never from
- * inside its callbacks). */
-enum request_action { ACT_NONE, ACT_FORWARD, ACT_HIT, ACT_WAIT, ACT_ERROR, ACT_REMOTE };
-
-struct target {
-    const char *path; /* origin-form: "/a/b?q" */
-    size_t path_len;
-    size_t route_len; /* path without the query */
-    const char *host;
-    size_t host_len;
-};
-
-struct client {
-    struct client *next, *prev;
-    struct worker *w;
-    struct wcfg *wc; /* the config of the current request */
-    int fd;
-    ev_io rio, wio;
-    ev_timer timer;
-    enum client_state state;
-    char addr[INET6_ADDRSTRLEN];
-
-    llhttp_t parser;
-    struct buf in;
-    size_t parsed;     /* bytes of `in` llhttp has consumed */
-    size_t head_start; /* where the current request began in `in` */
-    size_t head_end;   /* just after its empty line, once head_done */
-    struct buf out;
-    struct http_head req;
-    struct http_field *field;
-    bool in_value;
-    struct buf trailers; /* request trailer fields, already framed */
-
-    /* The request being served. */
-    const struct config_route *route;
-    struct upstream *up;
-    struct buf uphead;          /* the upstream request head, kept for a retry */
-    struct buf upbody;          /* body bytes parsed before the upstream was opened */
-    enum request_action action; /* pending after this parse */
-    struct cache_req cr;        /* the cache's part in the request */
-    uint64_t hit_off;           /* next body byte of cr.obj to write */
-    uint64_t hit_end;           /* end of the slice to write (exclusive) */
-    bool hit_body;              /* the hit's body is being written */
-    bool discard_body;          /* the upstream's body is not for the client (a 304 went) */
-    bool answer_from_cache;     /* answer from cr.obj when the upstream response ends */
-    bool encode_checked;        /* cr.obj was given its coded variant (or needs none) */
-    struct encode_plan encode;  /* what the relayed response's body becomes */
-    struct encoder enc;         /* ... and the encoder doing it */
-    struct buf enc_pending;     /* upstream body bytes waiting for `out` to drain (inflate) */
-    struct buf ae_joined;       /* the request's Accept-Encoding lines as one list */
-    bool enc_end_pending;       /* the upstream response ended while bytes were waiting */
-    int retries;
-    bool head_request;
-    bool idempotent;
-    bool keep_alive;
-    enum body_framing req_framing;
-    uint64_t req_body; /* body bytes received */
-    bool head_done;
-    bool req_done;     /* the whole request was read */
-    bool resp_started; /* a final response head was queued */
-    bool resp_done;    /* the whole response was queued */
-    bool close_after;  /* close once `out` is written */
-    enum body_framing resp_framing;
-    int status;
-    uint64_t resp_body;          /* body bytes queued for the client */
-    uint64_t resp_length;        /* the Content-Length sent, for FRAMING_LENGTH */
-    struct http_verdict verdict; /* why the head was refused */
-    ev_tstamp t_start;           /* first byte of the request */
-    ev_tstamp t_activity;
-    ev_tstamp t_upstream;
-    ev_tstamp upstream_time; /* seconds until the response head; -1: none */
-};
-
-static void client_close(struct client *c);
 static void client_serve_hit(struct client *c);
 
-static int64_t now_ms(const struct client *c)
+int64_t client_now_ms(const struct client *c)
 {
     return (int64_t)(ev_now(c->w->loop) * 1000.0);
 }
 
 static void client_parse(struct client *c);
-static void client_flush(struct client *c);
-static bool encode_feed(struct client *c, const char *p, size_t n);
-static void relay_end(struct client *c);
-static void client_drain_pending(struct client *c);
 static void client_arm(struct client *c);
 static void request_end(struct client *c);
 
@@ -205,12 +121,12 @@ static void client_set_state(struct client *c, enum client_state to)
 
 /* ---- writing to the client ---------------------------------------------- */
 
-static void client_write(struct client *c, const void *p, size_t n)
+void client_write(struct client *c, const void *p, size_t n)
 {
     buf_append(&c->out, p, n);
 }
 
-static void client_write_chunk(struct client *c, const char *p, size_t n)
+void client_write_chunk(struct client *c, const char *p, size_t n)
 {
     char size[32];
     int len = snprintf(size, sizeof size, "%zx\r\n", n);
@@ -279,26 +195,7 @@ static enum write_result client_write_some(struct client *c)
     }
 }
 
-/* `out` drained: code the body bytes that waited, then go on (write
- * them, end the response if the upstream's ended meanwhile, or let the
- * upstream resume). */
-static void client_drain_pending(struct client *c)
-{
-    struct buf pending = c->enc_pending;
-    c->enc_pending = (struct buf){0};
-    bool ok = encode_feed(c, pending.data + pending.off, buf_pending(&pending));
-    buf_release(&pending);
-    if (!ok)
-        return;
-    if (buf_pending(&c->enc_pending) == 0 && c->enc_end_pending) {
-        c->enc_end_pending = false;
-        relay_end(c);
-        return;
-    }
-    client_flush(c);
-}
-
-static void client_flush(struct client *c)
+void client_flush(struct client *c)
 {
     if (c->state == CS_DEAD)
         return;
@@ -319,7 +216,7 @@ static void client_flush(struct client *c)
     }
     ev_io_stop(c->w->loop, &c->wio);
     if (buf_pending(&c->enc_pending) > 0 && buf_pending(&c->out) < OUT_LOW_WATER) {
-        client_drain_pending(c);
+        client_code_pending(c);
         return;
     }
     if (c->up && buf_pending(&c->out) < OUT_LOW_WATER)
@@ -349,7 +246,7 @@ static void client_error(struct client *c, int status, const char *why)
 {
     if (c->up)
         upstream_abort(&c->up);
-    cache_req_response_failed(&c->cr, now_ms(c));
+    cache_req_response_failed(&c->cr, client_now_ms(c));
     if (c->resp_started) {
         client_close(c);
         return;
@@ -605,109 +502,6 @@ static uint64_t parse_length(const char *base, const struct http_head *h, bool *
     return v;
 }
 
-static bool keep_field(const void *ctx, const char *base, const struct http_field *f)
-{
-    const struct client *c = ctx;
-    /* A coded body has its own ETag and Content-Encoding (extra fields). */
-    if (c->encode.action != ENCODE_NONE &&
-        (http_span_is(base, f->name, "etag") || http_span_is(base, f->name, "content-encoding")))
-        return false;
-    return cache_req_forwards_field(&c->cr, base, f);
-}
-
-/* The client's Accept-Encoding (several lines: the first; NULL: none).
- * A request that says Cache-Control: no-transform (RFC 9111 5.2.1.6) asks
- * for the body as the origin made it: it counts as "identity". */
-static const char *client_accept_encoding(struct client *c, size_t *len)
-{
-    const char *base = c->in.data;
-    for (unsigned i = 0; i < c->req.nfields; i++) {
-        const struct http_field *f = &c->req.fields[i];
-        if (http_span_is(base, f->name, "cache-control") &&
-            http_list_has_token(base + f->value.off, f->value.len, "no-transform", 12)) {
-            *len = 8;
-            return "identity";
-        }
-    }
-    /* Several lines are one list (RFC 9110 5.3): joined once, kept for the
-     * request in ae_joined. */
-    if (http_head_count(base, &c->req, "accept-encoding") > 1 && c->ae_joined.len == 0) {
-        for (unsigned i = 0; i < c->req.nfields; i++) {
-            const struct http_field *f = &c->req.fields[i];
-            if (!http_span_is(base, f->name, "accept-encoding"))
-                continue;
-            if (c->ae_joined.len > 0)
-                buf_append(&c->ae_joined, ", ", 2);
-            buf_append(&c->ae_joined, base + f->value.off, f->value.len);
-        }
-    }
-    if (c->ae_joined.len > 0 && !c->ae_joined.oom) {
-        *len = c->ae_joined.len;
-        return c->ae_joined.data;
-    }
-    const struct http_field *f = http_head_find(base, &c->req, "accept-encoding");
-    *len = f ? f->value.len : 0;
-    return f ? base + f->value.off : NULL;
-}
-
-/* Encoded body bytes on their way to the client. */
-static bool encoded_sink(void *ctx, const void *p, size_t n)
-{
-    struct client *c = ctx;
-    if (n == 0)
-        return true;
-    if (c->resp_framing == FRAMING_CHUNKED)
-        client_write_chunk(c, p, n);
-    else
-        client_write(c, p, n);
-    c->resp_body += n;
-    return !c->out.oom;
-}
-
-/* Decide what the relayed response's body becomes and add the fields that
- * say so.  The framing becomes chunked (close-delimited for HTTP/1.0): the
- * coded length is not known in advance. */
-/* What the relayed response's body becomes (c->encode); a response the
- * route could code says so in Vary, whatever this client gets (a 304 too). */
-static void plan_encoding(struct client *c, const char *base, const struct http_head *head,
-                          struct buf *extra)
-{
-    struct encode_response r;
-    encode_response_from_head(&r, base, head, c->head_request);
-    size_t ae_len;
-    const char *ae = client_accept_encoding(c, &ae_len);
-    encode_plan_for(&c->route->compress, ae, ae_len, &r, &c->encode);
-    if (c->encode.vary)
-        buf_append_str(extra, "Vary: Accept-Encoding\r\n");
-}
-
-/* The fields and framing of a coded body (after plan_encoding). */
-static void encoding_fields(struct client *c, const char *base, const struct http_head *head,
-                            struct forward_response *fr, struct buf *extra, bool http11)
-{
-    if (c->encode.action == ENCODE_NONE)
-        return;
-    if (c->encode.action == ENCODE_COMPRESS)
-        buf_appendf(extra, "Content-Encoding: %s\r\n", coding_name(c->encode.coding));
-    const struct http_field *etag = http_head_find(base, head, "etag");
-    char tag[CACHE_OBJECT_ETAG_MAX + 16];
-    size_t n = etag ? encode_etag(base + etag->value.off, etag->value.len, c->encode.coding,
-                                  c->encode.action == ENCODE_INFLATE, tag, sizeof tag)
-                    : 0;
-    if (n > 0)
-        buf_appendf(extra, "ETag: %.*s\r\n", (int)n, tag);
-    fr->send_length = false;
-    if (fr->framing == FRAMING_NONE)
-        return; /* HEAD: the head alone */
-    if (http11) {
-        fr->framing = FRAMING_CHUNKED;
-    } else {
-        fr->framing = FRAMING_CLOSE;
-        c->close_after = true;
-    }
-    c->resp_length = 0;
-}
-
 static void append_extra(void *ctx, struct buf *out)
 {
     const struct buf *extra = ctx;
@@ -731,7 +525,7 @@ static bool answer_conditionally(struct client *c, const char *base, const struc
         .fields = append_extra,
         .fields_ctx = &extra,
     };
-    bool done = hit_not_modified_from_response(base, head, &hr, &hh, &c->out, now_ms(c));
+    bool done = hit_not_modified_from_response(base, head, &hr, &hh, &c->out, client_now_ms(c));
     hit_request_release(&hr);
     if (!done)
         return false;
@@ -755,28 +549,6 @@ static bool answer_range_after_fill(struct client *c, bool has_length)
     return true;
 }
 
-/* Relay the upstream's head, its body coded as the route's compress policy
- * and the client's Accept-Encoding say. */
-static void relay_response_head(struct client *c, const char *base, const struct http_head *head,
-                                struct forward_response *fr, struct buf *extra, bool http11)
-{
-    encoding_fields(c, base, head, fr, extra, http11);
-    fr->close = c->close_after;
-    fr->keep_alive_10 = !http11 && !fr->close;
-    fr->extra = extra->data;
-    fr->extra_len = extra->len;
-    c->resp_framing = fr->framing;
-    forward_response_head(&c->out, base, head, fr);
-    if (c->encode.action == ENCODE_NONE || fr->framing == FRAMING_NONE)
-        return;
-    if (!encoder_start(&c->enc, &c->encode, &c->route->compress, encoded_sink, c)) {
-        /* Nothing of the body is out yet: a coded response cannot be
-         * sent, and the head said it would be. */
-        log_error("client %s: cannot start the encoder: %s", c->addr, c->enc.err);
-        client_close(c);
-    }
-}
-
 static bool up_on_head(void *owner, const char *base, const struct http_head *head, bool interim)
 {
     struct client *c = owner;
@@ -792,8 +564,8 @@ static bool up_on_head(void *owner, const char *base, const struct http_head *he
     if (bs)
         stats_observe(&bs->upstream_time, (uint64_t)(c->upstream_time * 1e6));
     struct buf extra = {0};
-    enum cache_head_action action =
-        cache_req_response_head(&c->cr, c->w, c->in.data, &c->req, base, head, &extra, now_ms(c));
+    enum cache_head_action action = cache_req_response_head(&c->cr, c->w, c->in.data, &c->req, base,
+                                                            head, &extra, client_now_ms(c));
     if (action != CACHE_HEAD_FORWARD) {
         /* Answered from the cache once the upstream's response has ended
          * (its body, if any, is read and dropped). */
@@ -824,65 +596,19 @@ static bool up_on_head(void *owner, const char *base, const struct http_head *he
     }
     if (!c->keep_alive || c->w->draining)
         c->close_after = true;
-    plan_encoding(c, base, head, &extra);
+    client_plan_coding(c, base, head, &extra);
     fr.close = c->close_after;
     fr.keep_alive_10 = !http11 && !fr.close;
     c->resp_framing = fr.framing;
     fr.extra = extra.data;
     fr.extra_len = extra.len;
-    fr.keep = keep_field;
+    fr.keep = client_keeps_response_field;
     fr.keep_ctx = c;
     if (!answer_conditionally(c, base, head, &fr) && !answer_range_after_fill(c, has_length))
-        relay_response_head(c, base, head, &fr, &extra, http11);
+        client_relay_head(c, base, head, &fr, &extra, http11);
     buf_release(&extra);
     client_flush(c);
     return c->state != CS_DEAD;
-}
-
-/* The body could not be coded (a corrupt or oversized gzip body, or no
- * memory): the client cannot be given a complete response: cut the
- * connection, so it cannot take a truncated body for a whole one. */
-static void client_encode_failed(struct client *c)
-{
-    log_warn("client %s: response body coding failed: %s", c->addr, c->enc.err);
-    encoder_free(&c->enc);
-    cache_req_response_failed(&c->cr, now_ms(c));
-    client_close(c);
-}
-
-/* Inflating is fed in slices this long: one slice makes at most
- * ENCODE_INFLATE_MAX_RATIO times as much output (about 512 KiB). */
-#define INFLATE_SLICE 512
-
-/* Feed upstream body bytes to the encoder.  An inflater is fed in slices
- * and stops once `out` is past OUT_HIGH_WATER: the rest waits in
- * enc_pending (the upstream is paused), so a body that inflates a
- * thousandfold never floods `out`.  False when the coding failed (the
- * connection is then cut). */
-static bool encode_feed(struct client *c, const char *p, size_t n)
-{
-    if (c->encode.action != ENCODE_INFLATE) {
-        if (encoder_write(&c->enc, p, n))
-            return true;
-        client_encode_failed(c);
-        return false;
-    }
-    size_t off = 0;
-    while (off < n) {
-        if (buf_pending(&c->out) > OUT_HIGH_WATER) {
-            buf_append(&c->enc_pending, p + off, n - off);
-            if (c->up)
-                upstream_pause(c->up);
-            return true;
-        }
-        size_t k = n - off < INFLATE_SLICE ? n - off : INFLATE_SLICE;
-        if (!encoder_write(&c->enc, p + off, k)) {
-            client_encode_failed(c);
-            return false;
-        }
-        off += k;
-    }
-    return true;
 }
 
 static void up_on_body(void *owner, const char *p, size_t n)
@@ -894,7 +620,7 @@ static void up_on_body(void *owner, const char *p, size_t n)
     if (encoder_active(&c->enc)) {
         if (buf_pending(&c->enc_pending) > 0) /* keep the order: behind what waits */
             buf_append(&c->enc_pending, p, n);
-        else if (!encode_feed(c, p, n))
+        else if (!client_code_body(c, p, n))
             return;
         if (buf_pending(&c->out) > OUT_HIGH_WATER && c->up)
             upstream_pause(c->up);
@@ -924,7 +650,7 @@ static void up_on_trailers(void *owner, const char *base, const struct http_head
     if (encoder_active(&c->enc)) {
         bool ok = encoder_finish(&c->enc);
         if (!ok) {
-            client_encode_failed(c);
+            client_code_failed(c);
             return;
         }
         encoder_free(&c->enc);
@@ -944,12 +670,12 @@ static void up_on_trailers(void *owner, const char *base, const struct http_head
 }
 
 /* The relayed response is over: the encoder's end, the last chunk. */
-static void relay_end(struct client *c)
+void client_relay_end(struct client *c)
 {
     if (encoder_active(&c->enc) && !c->discard_body) {
         bool ok = encoder_finish(&c->enc);
         if (!ok) {
-            client_encode_failed(c);
+            client_code_failed(c);
             return;
         }
         encoder_free(&c->enc);
@@ -966,7 +692,7 @@ static void up_on_done(void *owner)
 {
     struct client *c = owner;
     c->up = NULL;
-    cache_req_response_done(&c->cr, c->w, now_ms(c));
+    cache_req_response_done(&c->cr, c->w, client_now_ms(c));
     if (c->answer_from_cache) {
         if (!c->cr.obj) {
             client_error(c, 502, "the response could not be stored to answer from");
@@ -976,10 +702,10 @@ static void up_on_done(void *owner)
         return;
     }
     if (buf_pending(&c->enc_pending) > 0) {
-        c->enc_end_pending = true; /* relay_end() once what waits is coded */
+        c->enc_end_pending = true; /* client_relay_end() once what waits is coded */
         return;
     }
-    relay_end(c);
+    client_relay_end(c);
 }
 
 static bool request_retryable(const struct client *c, const struct upstream_error *err)
@@ -1192,45 +918,13 @@ static void request_cache_decide(struct client *c, const struct target *t)
 {
     struct cache_request_view rv;
     request_view(c, t, &rv);
-    set_action(c, cache_req_lookup(&c->cr, c->w, c->route, &rv, now_ms(c)));
-}
-
-static bool is_etag_condition(const char *base, struct http_span name)
-{
-    return http_span_is(base, name, "if-none-match") || http_span_is(base, name, "if-match") ||
-           http_span_is(base, name, "if-range");
-}
-
-/* A condition naming a coded ETag ("abc-br"): its application-side form
- * goes upstream instead (see request_etag_conditions). */
-static bool names_coded_etag(const struct client *c, const char *base, const struct http_field *f)
-{
-    char tmp[1024];
-    return c->route->compress.enabled && is_etag_condition(base, f->name) &&
-           encode_strip_etag_suffixes(base + f->value.off, f->value.len, tmp, sizeof tmp) > 0;
+    set_action(c, cache_req_lookup(&c->cr, c->w, c->route, &rv, client_now_ms(c)));
 }
 
 static bool keep_request_field(const void *ctx, const char *base, const struct http_field *f)
 {
     const struct client *c = ctx;
-    return cache_req_upstream_keeps_field(&c->cr, base, f) && !names_coded_etag(c, base, f);
-}
-
-/* The client's conditions with the coding suffixes of our ETags taken out:
- * the application knows "abc", not the "abc-br" we made of it. */
-static void request_etag_conditions(const struct client *c, struct buf *extra)
-{
-    const char *base = c->in.data;
-    for (unsigned i = 0; i < c->req.nfields; i++) {
-        const struct http_field *f = &c->req.fields[i];
-        if (!cache_req_upstream_keeps_field(&c->cr, base, f) || !names_coded_etag(c, base, f))
-            continue;
-        char value[1024];
-        size_t n =
-            encode_strip_etag_suffixes(base + f->value.off, f->value.len, value, sizeof value);
-        buf_append(extra, base + f->name.off, f->name.len);
-        buf_appendf(extra, ": %.*s\r\n", (int)n, value);
-    }
+    return cache_req_upstream_keeps_field(&c->cr, base, f) && !client_names_coded_etag(c, base, f);
 }
 
 static bool request_head_complete(struct client *c)
@@ -1290,7 +984,7 @@ static bool request_head_complete(struct client *c)
      * cache may add its validators and keep the client's conditionals. */
     struct buf extra = {0};
     cache_req_upstream_fields(&c->cr, &extra);
-    request_etag_conditions(c, &extra);
+    client_etag_conditions(c, &extra);
     struct forward_request fr = {
         .target = t.path,
         .target_len = t.path_len,
@@ -1505,7 +1199,7 @@ static bool client_start_forwarding(struct client *c)
         client_serve_hit(c);
         return false;
     }
-    cache_req_response_failed(&c->cr, now_ms(c));
+    cache_req_response_failed(&c->cr, client_now_ms(c));
     client_error(c, 502, upstream_failure_name(UPSTREAM_NO_SERVER));
     return false;
 }
@@ -1513,65 +1207,9 @@ static bool client_start_forwarding(struct client *c)
 /* Answer from the stored object (a hit, a refreshed or a stale one): the
  * head goes through `out`, the body is written from the object itself
  * (client_flush); preconditions and ranges are the client's own. */
-/* Give cr.obj its coded variant, once per request (proxy/encode.h). */
-static enum cache_lookup_result client_encode_hit(struct client *c, bool remote_ok)
-{
-    if (c->encode_checked)
-        return CACHE_LOOKUP_HIT;
-    c->encode_checked = true;
-    size_t ae_len;
-    const char *ae = client_accept_encoding(c, &ae_len);
-    bool ranged = http_head_find(c->in.data, &c->req, "range") != NULL;
-    return cache_req_encode_hit(&c->cr, c->w, ae, ae_len, c->head_request, ranged, remote_ok,
-                                now_ms(c));
-}
-
-/* Answer with the stored gzip body inflated on the way, for a client that
- * does not take gzip when no inflated variant could be stored (its body
- * outgrew max_object_size): a 200 (preconditions and ranges are not
- * evaluated on this rare path), chunked, fed through the encoder with the
- * same bounded memory as a relayed body. */
-static void client_serve_inflated(struct client *c)
-{
-    const struct cache_object *obj = c->cr.obj;
-    bool http11 = c->req.major == 1 && c->req.minor >= 1;
-    if (!c->keep_alive || c->w->draining || !http11)
-        c->close_after = true;
-    char tag[CACHE_OBJECT_ETAG_MAX + 16];
-    size_t tlen = obj->etag_len ? encode_etag(obj->etag, obj->etag_len, CODING_IDENTITY, true, tag,
-                                              sizeof tag)
-                                : 0;
-    struct hit_head hh = {
-        .close = c->close_after,
-        .keep_alive_10 = false,
-        .fields = cache_req_hit_fields,
-        .fields_ctx = &c->cr,
-    };
-    bool body = http_status_has_body(obj->status, c->head_request);
-    hit_inflated_head(obj, &hh, tag, tlen, body && http11, &c->out);
-    c->status = obj->status;
-    c->resp_started = true;
-    c->resp_framing = !body ? FRAMING_NONE : http11 ? FRAMING_CHUNKED : FRAMING_CLOSE;
-    if (!body) {
-        c->resp_done = true;
-        client_flush(c);
-        return;
-    }
-    c->encode = (struct encode_plan){.action = ENCODE_INFLATE, .coding = CODING_IDENTITY};
-    if (!encoder_start(&c->enc, &c->encode, &c->route->compress, encoded_sink, c)) {
-        log_error("client %s: cannot start the inflater: %s", c->addr, c->enc.err);
-        client_close(c);
-        return;
-    }
-    for (size_t i = 0; i < obj->nbody; i++)
-        buf_append(&c->enc_pending, obj->body[i].iov_base, obj->body[i].iov_len);
-    c->enc_end_pending = true;
-    client_drain_pending(c);
-}
-
 static void client_serve_hit(struct client *c)
 {
-    client_encode_hit(c, false);
+    client_code_hit(c, false);
     if (c->cr.inflate_on_hit) {
         client_serve_inflated(c);
         return;
@@ -1586,11 +1224,11 @@ static void client_serve_hit(struct client *c)
         .keep_alive_10 = !http11 && !c->close_after,
         .fields = cache_req_hit_fields,
         .fields_ctx = &c->cr,
-        .seed = (uint64_t)(uintptr_t)c ^ (uint64_t)now_ms(c),
+        .seed = (uint64_t)(uintptr_t)c ^ (uint64_t)client_now_ms(c),
     };
     struct hit_plan plan;
     size_t before = buf_pending(&c->out);
-    hit_answer(c->cr.obj, &hr, &hh, &c->out, &plan, now_ms(c));
+    hit_answer(c->cr.obj, &hr, &hh, &c->out, &plan, client_now_ms(c));
     hit_request_release(&hr);
     if (plan.status == 412) {
         client_error(c, 412, "precondition failed");
@@ -1636,7 +1274,7 @@ static bool client_act(struct client *c)
         c->action = ACT_FORWARD;
         return client_start_forwarding(c);
     case ACT_HIT:
-        if (client_encode_hit(c, true) == CACHE_LOOKUP_REMOTE) {
+        if (client_code_hit(c, true) == CACHE_LOOKUP_REMOTE) {
             client_arm(c); /* memcached is asked for the coded variant */
             return true;
         }
@@ -1677,7 +1315,7 @@ static void client_after_wait(struct client *c, enum coalesce_outcome outcome, b
     struct cache_request_view rv;
     if (!resume_view(c, &t, &rv))
         return;
-    set_action(c, cache_req_after_wait(&c->cr, c->w, &rv, outcome, timed_out, now_ms(c)));
+    set_action(c, cache_req_after_wait(&c->cr, c->w, &rv, outcome, timed_out, client_now_ms(c)));
     client_act(c);
 }
 
@@ -1688,7 +1326,7 @@ static void client_after_remote(struct client *c, bool timed_out)
     struct cache_request_view rv;
     if (!resume_view(c, &t, &rv))
         return;
-    set_action(c, cache_req_remote_result(&c->cr, c->w, &rv, timed_out, now_ms(c)));
+    set_action(c, cache_req_remote_result(&c->cr, c->w, &rv, timed_out, client_now_ms(c)));
     client_act(c);
 }
 
@@ -1874,7 +1512,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* ---- opening and closing ---------------------------------------------------- */
 
-static void client_close(struct client *c)
+void client_close(struct client *c)
 {
     if (c->state == CS_DEAD)
         return;
