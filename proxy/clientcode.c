@@ -21,9 +21,11 @@
 bool client_keeps_response_field(const void *ctx, const char *base, const struct http_field *f)
 {
     const struct client *c = ctx;
-    /* A coded body has its own ETag and Content-Encoding (extra fields). */
+    /* A coded body has its own ETag and Content-Encoding (extra fields),
+     * and the digests of the upstream's bytes no longer hold (RFC 9530). */
     if (c->encode.action != ENCODE_NONE &&
-        (http_span_is(base, f->name, "etag") || http_span_is(base, f->name, "content-encoding")))
+        (http_span_is(base, f->name, "etag") || http_span_is(base, f->name, "content-encoding") ||
+         encode_is_digest_field(base + f->name.off, f->name.len)))
         return false;
     return cache_req_forwards_field(&c->cr, base, f);
 }

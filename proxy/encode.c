@@ -255,6 +255,13 @@ size_t encode_strip_etag_suffixes(const char *v, size_t len, char *out, size_t c
     return changed ? n : 0;
 }
 
+bool encode_is_digest_field(const char *name, size_t len)
+{
+    return (len == 14 && strncasecmp(name, "content-digest", 14) == 0) ||
+           (len == 11 && strncasecmp(name, "repr-digest", 11) == 0) ||
+           (len == 6 && strncasecmp(name, "digest", 6) == 0);
+}
+
 /* ---- streaming ----------------------------------------------------------------- */
 
 bool encoder_active(const struct encoder *e)
@@ -414,7 +421,7 @@ static void variant_head(struct buf *out, const struct cache_object *src,
         }
         if ((nlen == 16 && strncasecmp(name, "content-encoding", 16) == 0) ||
             (nlen == 14 && strncasecmp(name, "content-length", 14) == 0) ||
-            (nlen == 4 && strncasecmp(name, "etag", 4) == 0))
+            (nlen == 4 && strncasecmp(name, "etag", 4) == 0) || encode_is_digest_field(name, nlen))
             continue;
         buf_append(out, line, (size_t)(p - line));
     }

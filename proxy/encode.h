@@ -95,6 +95,10 @@ size_t encode_etag(const char *etag, size_t len, enum coding coding, bool inflat
  * was changed (or out is too small: the value then goes as it is). */
 size_t encode_strip_etag_suffixes(const char *v, size_t len, char *out, size_t cap);
 
+/* encode_is_digest_field: Content-Digest, Repr-Digest or Digest (RFC 9530,
+ * RFC 3230): digests of the bytes as sent, which coding invalidates. */
+bool encode_is_digest_field(const char *name, size_t len);
+
 /* encode_level: the level the policy gives coding (cached: the level for
  * variants made once). */
 int encode_level(const struct config_compress *cc, enum coding coding, bool cached);

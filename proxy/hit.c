@@ -7,6 +7,7 @@
  * ETag, Vary, Cache-Control, Expires) and no body.
  */
 #include "proxy/hit.h"
+#include "proxy/encode.h"
 
 #include <inttypes.h>
 #include <stdint.h>
@@ -119,10 +120,11 @@ static bool field_passes(enum field_filter filter, const char *name, size_t len)
         return is_304_field(name, len);
     case FIELDS_NO_CONTENT_TYPE:
         return !(len == 12 && strncasecmp(name, "content-type", 12) == 0);
-    case FIELDS_INFLATED: /* the body's coding, length and tag change */
+    case FIELDS_INFLATED: /* the body's coding, length, tag and digests change */
         return !(len == 16 && strncasecmp(name, "content-encoding", 16) == 0) &&
                !(len == 14 && strncasecmp(name, "content-length", 14) == 0) &&
-               !(len == 4 && strncasecmp(name, "etag", 4) == 0);
+               !(len == 4 && strncasecmp(name, "etag", 4) == 0) &&
+               !encode_is_digest_field(name, len);
     }
     return true;
 }

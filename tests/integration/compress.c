@@ -629,6 +629,29 @@ static void test_a_no_transform_request_is_not_coded(void **state)
     expect_made("br", "/cache/ntq?", 0);
 }
 
+/* A coded body drops the digests of the upstream's bytes (RFC 9530):
+ * they would not hold; an uncoded one keeps them. */
+static void test_coded_bodies_drop_the_digests(void **state)
+{
+    (void)state;
+    const char *target = "/pass/dig?" HTML "&hdr=Content-Digest:sha-256%3D%3AAAA%3D%3A"
+                         "&hdr=Repr-Digest:sha-256%3D%3ABBB%3D%3A";
+    get(&r[0], target, "Accept-Encoding: br", NULL);
+    expect_decoded(&r[0], "br", LEN);
+    assert_null(http_response_header(&r[0], "Content-Digest"));
+    assert_null(http_response_header(&r[0], "Repr-Digest"));
+    get(&r[1], target, NULL);
+    expect_decoded(&r[1], "identity", LEN);
+    expect_header(&r[1], "Content-Digest", "sha-256=:AAA=:");
+    /* and a variant made from a stored object */
+    const char *cached = "/cache/dig?" HTML "&hdr=Content-Digest:sha-256%3D%3AAAA%3D%3A";
+    get(&r[2], cached, NULL);
+    get(&r[3], cached, "Accept-Encoding: gzip", NULL);
+    expect_x_cache(&r[3], "HIT");
+    expect_decoded(&r[3], "gzip", LEN);
+    assert_null(http_response_header(&r[3], "Content-Digest"));
+}
+
 static void test_short_bodies_and_unlisted_types_pass_unchanged(void **state)
 {
     (void)state;
@@ -1335,6 +1358,7 @@ int main(void)
         T(test_each_coding_on_a_cached_route),
         T(test_no_transform_and_coded_bodies_pass_unchanged),
         T(test_short_bodies_and_unlisted_types_pass_unchanged),
+        T(test_coded_bodies_drop_the_digests),
         T(test_a_no_transform_request_is_not_coded),
         T(test_head_and_204_are_not_coded),
         T(test_a_range_on_a_cached_object_is_an_identity_slice),
