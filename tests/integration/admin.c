@@ -51,6 +51,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/support/clock.h"
 #include "tests/support/expect.h"
 #include "tests/support/harness.h"
 
@@ -85,20 +86,6 @@ static struct client *slow; /* the request in flight while draining */
 static char *text[NTEXT]; /* stats and metrics documents kept for deltas */
 
 /* ---- vocabulary ---------------------------------------------------------- */
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
 
 /* METHOD TARGET on a fresh connection to port with the header lines (NULL
  * terminated array) and an optional body (its Content-Length added); the
@@ -1123,28 +1110,11 @@ static void test_a_purge_on_one_node_reaches_the_other(void **state)
 #define MISSING_MS 5000
 
 /* A raw connection to memcached on 127.0.0.1:port, or -1. */
-static int mc_connect(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    struct timeval tv = {2, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* Send the text command cmd (with its \r\n) to the test's memcached; its
  * one-line answer must be want (with its \r\n). */
 static void mc_command_at(const char *cmd, const char *want, int line)
 {
-    int fd = mc_connect(mcd->port);
+    int fd = proc_memcached_connect(mcd->port);
     if (fd < 0)
         fail_msg("line %d: cannot connect to memcached on port %d", line, mcd->port);
     char buf[256];

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/support/clock.h"
 #include "tests/support/expect.h"
 #include "tests/support/harness.h"
 #include "tests/support/pattern.h"
@@ -55,13 +56,6 @@ static struct http_response r[NRESP];
 static struct client *conn[NCONN];
 
 /* ---- vocabulary ---------------------------------------------------------- */
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
 
 /* Wait until the wall clock is just past a whole second.  The origin's Date
  * has a one-second resolution, and a response's apparent age is its

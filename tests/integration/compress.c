@@ -45,6 +45,7 @@
 
 #include <zlib.h>
 
+#include "tests/support/clock.h"
 #include "tests/support/decode.h"
 #include "tests/support/expect.h"
 #include "tests/support/harness.h"
@@ -74,20 +75,6 @@ static char *last_head; /* the origin's /__last answer */
 static char *gz;        /* a gzip body made here */
 
 /* ---- vocabulary ---------------------------------------------------------- */
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
 
 /* METHOD TARGET on a fresh connection to port with the header lines (NULL
  * terminated array) and an optional body (its Content-Length added); the
@@ -859,27 +846,10 @@ static void test_coded_etags_go_upstream_without_their_suffix(void **state)
 
 /* ---- e. two nodes sharing memcached ------------------------------------------ */
 
-static int mc_connect(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    struct timeval tv = {2, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* memcached's curr_items (the items it holds), or -1. */
 static long mc_items(int port)
 {
-    int fd = mc_connect(port);
+    int fd = proc_memcached_connect(port);
     if (fd < 0)
         return -1;
     char buf[8192];

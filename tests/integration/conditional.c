@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/support/clock.h"
 #include "tests/support/expect.h"
 #include "tests/support/harness.h"
 #include "tests/support/pattern.h"
@@ -76,13 +77,6 @@ static struct http_response last; /* the origin's /__last */
 static struct client *conn;
 
 /* ---- vocabulary ---------------------------------------------------------- */
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
 
 static double mono_ms(void)
 {

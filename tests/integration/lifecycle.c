@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/support/clock.h"
 #include "tests/support/expect.h"
 #include "tests/support/harness.h"
 
@@ -109,13 +110,6 @@ static int teardown(void **state)
 
 /* ---- vocabulary ----------------------------------------------------------- */
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 static void sleep_until(long t)
 {
     long d;
@@ -123,11 +117,6 @@ static void sleep_until(long t)
         struct timespec ts = {d / 1000, (d % 1000) * 1000000L};
         nanosleep(&ts, NULL);
     }
-}
-
-static void sleep_ms(long ms)
-{
-    sleep_until(now_ms() + ms);
 }
 
 /* How many times needle occurs in the file at path (0 if unreadable). */

@@ -46,6 +46,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "tests/support/clock.h"
 #include "tests/support/expect.h"
 #include "tests/support/proc.h"
 #include "tests/support/tmpdir.h"
@@ -87,38 +88,7 @@ static struct http_response r[NRESP];
 static struct client *conn;
 static char *value; /* a value read from memcached, freed by the teardown */
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* ---- memcached, spoken to directly (text protocol) ------------------------ */
-
-static int mc_connect(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    struct timeval tv = {2, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
 
 static bool mc_send_all(int fd, const void *data, size_t len)
 {
@@ -137,7 +107,7 @@ static bool mc_send_all(int fd, const void *data, size_t len)
  * *len bytes; val may be NULL) when found, 0 when not, -1 on error. */
 static int mc_get(int port, const char *key, char **val, size_t *len)
 {
-    int fd = mc_connect(port);
+    int fd = proc_memcached_connect(port);
     if (fd < 0)
         return -1;
     char cmd[300];
@@ -197,7 +167,7 @@ out:
 /* set key to the len bytes at data on the memcached on port. */
 static bool mc_set(int port, const char *key, const void *data, size_t len)
 {
-    int fd = mc_connect(port);
+    int fd = proc_memcached_connect(port);
     if (fd < 0)
         return false;
     char cmd[320], reply[64] = "";

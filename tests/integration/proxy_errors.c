@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/support/clock.h"
 #include "tests/support/expect.h"
 #include "tests/support/harness.h"
 
@@ -38,13 +39,6 @@ static struct client *conn[NCONN];
 static struct http_response r;
 
 /* ---- helpers ---------------------------------------------------------- */
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
 /* Requests origin `port` has served, all paths (its /__count). */
 static long origin_total(int port)

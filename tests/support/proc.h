@@ -35,6 +35,11 @@ struct proc {
     int status;     /* once reaped: exit code, or 128 + signal number */
 };
 
+/* proc_memcached_connect: a blocking socket to the memcached on 127.0.0.1
+ * port, with 2 s send and receive timeouts, for raw text commands; -1 when
+ * it does not connect.  The caller closes it. */
+int proc_memcached_connect(int port);
+
 /* $BUILD or "build": where the binaries are. */
 const char *proc_build_dir(void);
 
