@@ -936,11 +936,6 @@ struct ban_list *admin_bans(struct admin *a)
     return purger_bans(a->purger);
 }
 
-unsigned admin_port(const struct admin *a)
-{
-    return a->fd >= 0 ? a->port : 0;
-}
-
 bool admin_start(struct admin *a, struct worker *workers, unsigned nworkers, char *err,
                  size_t errlen)
 {

@@ -68,8 +68,4 @@ void admin_stop(struct admin *a);
 /* admin_free: after admin_stop() and mcstore_free(); *a becomes NULL. */
 void admin_free(struct admin **a);
 
-/* admin_port: the port the admin listener is bound to (port 0 resolved),
- * 0 when there is none. */
-unsigned admin_port(const struct admin *a);
-
 #endif

@@ -527,17 +527,6 @@ bool purger_purge_many(struct purger *p, struct ban_spec *specs, size_t n, struc
     return true;
 }
 
-bool purger_purge(struct purger *p, struct ban_spec *spec, struct purge_result *res, char *err,
-                  size_t errlen)
-{
-    return purger_purge_many(p, spec, 1, res, err, errlen);
-}
-
-enum ban_verdict purger_check(struct purger *p, struct cache_object *obj)
-{
-    return ban_check(p->bans, obj);
-}
-
 void purger_totals(struct purger *p, struct stats_purge_totals *out)
 {
     out->purges = atomic_load(&p->purges);

@@ -18,8 +18,8 @@
  * with memcached, older than the longest time memcached may keep an item.
  *
  * Threads: the purger lives on one loop (the admin thread's); every
- * function but purger_check() is called there.  purger_check() is called
- * by the workers on every object they are about to serve.
+ * function is called there.  The workers check objects against the list
+ * purger_bans() gives with ban_check() (cache/ban.h).
  */
 #ifndef TESSERA_PURGE_H
 #define TESSERA_PURGE_H
@@ -72,23 +72,17 @@ struct purge_result {
                        * could not be queued: the purge is local, and logged) */
 };
 
-/* purger_purge: apply spec (its time_ms is set to now when 0).  For
- * BAN_KEY, spec->pattern is the URL's primary key without its key-header and
- * key-cookie parts.  False with a message in err when the spec is invalid
- * (a regex that does not compile). */
-bool purger_purge(struct purger *p, struct ban_spec *spec, struct purge_result *res, char *err,
-                  size_t errlen);
-
-/* purger_purge_many: apply n specs as one purge: every ban added (times
- * set as purger_purge() does), then one sweep of the memory store, then
- * each shared.  res counts them all; res->ban_id is the last ban's.  False
- * with a message in err at the first invalid spec: the bans before it
- * stay. */
+/* purger_purge_many: apply n specs as one purge: every ban added (a spec
+ * whose time_ms is 0 gets the millisecond after now, and the call returns
+ * once the clock has reached it: whatever was stored before the call is
+ * before the ban, whatever is stored after it returns is not), then one
+ * sweep of the memory store, then each shared through the purge log (a URL
+ * purge also deletes its memcached item).  For BAN_KEY, pattern is the
+ * URL's primary key without its key-header and key-cookie parts.  res
+ * counts them all; res->ban_id is the last ban's.  False with a message in
+ * err at the first invalid spec: the bans before it stay. */
 bool purger_purge_many(struct purger *p, struct ban_spec *specs, size_t n, struct purge_result *res,
                        char *err, size_t errlen);
-
-/* purger_check: the verdict on an object found by a lookup (any thread). */
-enum ban_verdict purger_check(struct purger *p, struct cache_object *obj);
 
 /* purger_totals: the purge counters for /stats. */
 void purger_totals(struct purger *p, struct stats_purge_totals *out);
