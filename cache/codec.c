@@ -32,7 +32,8 @@ static const char CHUNK_MAGIC[3] = {'T', 'S', 'C'};
 
 #define FLAG_NO_CACHE 0x01u
 #define FLAG_MUST_REVALIDATE 0x02u
-#define FLAGS_KNOWN (FLAG_NO_CACHE | FLAG_MUST_REVALIDATE)
+#define FLAG_ESI_TEMPLATE 0x04u
+#define FLAGS_KNOWN (FLAG_NO_CACHE | FLAG_MUST_REVALIDATE | FLAG_ESI_TEMPLATE)
 
 /* magic, version, flags, status, eight i64 */
 #define FIXED_HEAD_LEN ((size_t)3 + 1 + 1 + 2 + 8 * 8)
@@ -154,6 +155,7 @@ static bool parse_item0(const void *item0, size_t len, struct parsed *out, char 
     }
     m->no_cache = v & FLAG_NO_CACHE;
     m->must_revalidate = v & FLAG_MUST_REVALIDATE;
+    m->esi_template = v & FLAG_ESI_TEMPLATE;
     if (!read_uint(&r, 2, &v, "status"))
         return false;
     if (v < 100 || v > 999) {
@@ -462,7 +464,8 @@ static unsigned char *write_header(const struct cache_object *obj, unsigned char
                                    uint32_t nchunks, uint32_t chunk_size)
 {
     unsigned flags =
-        (obj->no_cache ? FLAG_NO_CACHE : 0) | (obj->must_revalidate ? FLAG_MUST_REVALIDATE : 0);
+        (obj->no_cache ? FLAG_NO_CACHE : 0) | (obj->must_revalidate ? FLAG_MUST_REVALIDATE : 0) |
+        (obj->esi_template ? FLAG_ESI_TEMPLATE : 0);
     const int64_t times[] = {
         obj->request_time, obj->response_time,          obj->corrected_initial_age,
         obj->lifetime,     obj->stale_while_revalidate, obj->stale_if_error,

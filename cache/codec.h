@@ -17,7 +17,8 @@
  *   offset  size     field
  *        0  3        magic "TSR"
  *        3  1        version, 1
- *        4  1        flags: bit 0 no_cache, bit 1 must_revalidate (others 0)
+ *        4  1        flags: bit 0 no_cache, bit 1 must_revalidate, bit 2
+ *                    esi_template (others 0)
  *        5  2        status (u16, 100..999)
  *        7  8        request_time            (i64, ms)
  *       15  8        response_time           (i64, ms)

@@ -292,6 +292,7 @@ struct cache_object *cache_object_builder_finish(struct cache_object_builder **b
     obj->stored_at = m.stored_at;
     obj->no_cache = m.no_cache;
     obj->must_revalidate = m.must_revalidate;
+    obj->esi_template = m.esi_template;
     obj->body_hash = cache_object_builder_body_hash(b);
     obj->etag = m.etag;
     obj->etag_len = m.etag_len;

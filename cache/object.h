@@ -81,6 +81,8 @@ struct cache_object {
     int64_t stored_at;
     bool no_cache;
     bool must_revalidate;
+    bool esi_template; /* the body is a parsed ESI template (cache/esi.h's
+                        * encoding), to be assembled, never sent as it is */
 
     /* Validators: etag as sent (quotes and W/ included), "" when none;
      * last_modified_ms 0 when none. */
@@ -126,6 +128,7 @@ struct cache_object_meta {
     int64_t stored_at;
     bool no_cache;
     bool must_revalidate;
+    bool esi_template;
     const char *etag;
     size_t etag_len;
     int64_t last_modified_ms;

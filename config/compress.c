@@ -12,7 +12,8 @@
  * nothing is shared.
  * Media types are checked for the syntax they have on the wire
  * (RFC 9110 8.3.1), so that a type that could never match a response fails
- * the load instead of silently never matching.  Called only from the
+ * the load instead of silently never matching; config_media_type_add() is
+ * that check for `esi_types` too (config/esi.c).  Called only from the
  * loader's walk (config/config.c): no locking; what is allocated here is
  * owned by the config being built.
  */
@@ -20,14 +21,12 @@
 #include <ctype.h>
 #include <stddef.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "config/load.h"
 #include "config/units.h"
 
 #define MIN_LENGTH_DEFAULT 1024
-#define TYPES_EXPECTED "expected TYPE/SUBTYPE or TYPE/*, without parameters"
 
 /* Text that is worth compressing and is not compressed already; images
  * other than SVG, video, fonts and archives are. */
@@ -83,32 +82,9 @@ static struct config_compress_coding *coding_of(struct config_compress *c,
 
 /* ---- life cycle ---- */
 
-/* *OUT = copies of the N strings SRC; false when out of memory, *OUT and
- * *NOUT then hold what was copied so far. */
-static bool copy_types(char ***out, size_t *nout, const char *const *src, size_t n)
-{
-    *out = NULL;
-    *nout = 0;
-    if (n == 0)
-        return true;
-    *out = calloc(n, sizeof **out);
-    if (!*out)
-        return false;
-    for (; *nout < n; (*nout)++) {
-        (*out)[*nout] = strdup(src[*nout]);
-        if (!(*out)[*nout])
-            return false;
-    }
-    return true;
-}
-
 static void free_types(struct config_compress *c)
 {
-    for (size_t i = 0; i < c->ntypes; i++)
-        free(c->types[i]);
-    free(c->types);
-    c->types = NULL;
-    c->ntypes = 0;
+    loader_list_free(&c->types, &c->ntypes);
 }
 
 bool config_compress_init(struct config_compress *c)
@@ -121,7 +97,7 @@ bool config_compress_init(struct config_compress *c)
         .zstd = {.enabled = true, .level = 3, .cached_level = 8},
         .upstream_gzip = false,
     };
-    return copy_types(&c->types, &c->ntypes, default_types, NDEFAULT_TYPES);
+    return loader_list_copy(&c->types, &c->ntypes, default_types, NDEFAULT_TYPES);
 }
 
 void config_compress_clear(struct config_compress *c)
@@ -142,8 +118,8 @@ bool config_compress_resolve(struct config_loader *ld)
             continue;
         assert(r->compress.types == NULL);
         r->compress = *top;
-        if (!copy_types(&r->compress.types, &r->compress.ntypes, (const char *const *)top->types,
-                        top->ntypes))
+        if (!loader_list_copy(&r->compress.types, &r->compress.ntypes,
+                              (const char *const *)top->types, top->ntypes))
             return loader_oom(ld, &r->pos);
     }
     return true;
@@ -243,50 +219,28 @@ static bool valid_type(const char *s, size_t len)
     return is_name(slash + 1, slen);
 }
 
-static bool has_type(const struct config_compress *c, const char *type)
+bool config_media_type_add(struct config_loader *ld, const struct conf_arg *a, const char *what,
+                           char ***types, size_t *ntypes)
 {
-    for (size_t i = 0; i < c->ntypes; i++) {
-        if (strcmp(c->types[i], type) == 0)
-            return true;
-    }
-    return false;
+    if (!valid_type(a->text, a->len))
+        return loader_error(ld, &a->pos,
+                            "invalid media type '%s' for '%s' (" CONFIG_MEDIA_TYPE_EXPECTED ")",
+                            a->text, what);
+    return loader_list_add_lower(ld, a, "type", what, types, ntypes);
 }
 
-/* Append A, lower-cased (media types are case-insensitive: RFC 9110
- * 8.3.1), to C's types. */
-static bool add_type(struct config_loader *ld, const struct conf_arg *a, struct config_compress *c)
+/* Append A to C's types.  config_media_type_add() refuses a '*' type too;
+ * it gets a hint of its own here since the usual intent, '*' + '/' + '*',
+ * would compress images and archives again. */
+static bool add_type(struct config_loader *ld, const struct conf_arg *a, const char *what,
+                     struct config_compress *c)
 {
-    char *type;
-    char **grown;
-
     if (strncmp(a->text, "*/", 2) == 0)
         return loader_error(ld, &a->pos,
-                            "invalid media type '%s' for 'types' (" TYPES_EXPECTED
+                            "invalid media type '%s' for '%s' (" CONFIG_MEDIA_TYPE_EXPECTED
                             "; '*/*' would compress images and archives too)",
-                            a->text);
-    if (!valid_type(a->text, a->len))
-        return loader_error(ld, &a->pos, "invalid media type '%s' for 'types' (" TYPES_EXPECTED ")",
-                            a->text);
-    type = strdup(a->text);
-    if (!type)
-        return loader_oom(ld, &a->pos);
-    for (char *p = type; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    if (has_type(c, type)) {
-        loader_error(ld, &a->pos, "duplicate type '%s' in 'types'", type);
-        goto fail;
-    }
-    grown = realloc(c->types, (c->ntypes + 1) * sizeof *grown);
-    if (!grown) {
-        loader_oom(ld, &a->pos);
-        goto fail;
-    }
-    c->types = grown;
-    c->types[c->ntypes++] = type;
-    return true;
-fail:
-    free(type);
-    return false;
+                            a->text, what);
+    return config_media_type_add(ld, a, what, &c->types, &c->ntypes);
 }
 
 bool config_compress_types(struct config_loader *ld, const struct conf_directive *d, void *obj)
@@ -298,7 +252,7 @@ bool config_compress_types(struct config_loader *ld, const struct conf_directive
         b->types_given = true;
     }
     for (size_t i = 0; i < d->nargs; i++) {
-        if (!add_type(ld, &d->args[i], b->c))
+        if (!add_type(ld, &d->args[i], d->name.text, b->c))
             return false;
     }
     return true;

@@ -7,8 +7,8 @@
  * handler, which checks and stores the value.  The main-context, limits and
  * log handlers live here; backend and route blocks, the cache directives
  * (config/cache.c), the memcached block (config/memcached.c), the
- * compress blocks (config/compress.c) and the admin block (config/admin.c)
- * have their own files.
+ * compress blocks (config/compress.c), the ESI directives of a route
+ * (config/esi.c) and the admin block (config/admin.c) have their own files.
  * Route backends, store tiers, inherited compress settings and the admin
  * listener's clash with `listen` are checked at the end, so a route may name
  * a backend defined after it, and the memcached, top-level compress and
@@ -25,6 +25,7 @@
 
 #include <assert.h>
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -114,6 +115,68 @@ bool loader_grow(void **items, size_t n, size_t *cap, size_t size)
     }
     memset((char *)*items + n * size, 0, size);
     return true;
+}
+
+bool loader_list_copy(char ***out, size_t *nout, const char *const *src, size_t n)
+{
+    *out = NULL;
+    *nout = 0;
+    if (n == 0)
+        return true;
+    *out = calloc(n, sizeof **out);
+    if (!*out)
+        return false;
+    for (; *nout < n; (*nout)++) {
+        (*out)[*nout] = strdup(src[*nout]);
+        if (!(*out)[*nout])
+            return false;
+    }
+    return true;
+}
+
+void loader_list_free(char ***list, size_t *n)
+{
+    for (size_t i = 0; i < *n; i++)
+        free((*list)[i]);
+    free(*list);
+    *list = NULL;
+    *n = 0;
+}
+
+static bool list_has(char *const *list, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(list[i], s) == 0)
+            return true;
+    }
+    return false;
+}
+
+bool loader_list_add_lower(struct config_loader *ld, const struct conf_arg *a, const char *kind,
+                           const char *what, char ***list, size_t *n)
+{
+    char *s = strdup(a->text);
+    char **grown;
+
+    if (!s)
+        return loader_oom(ld, &a->pos);
+    for (char *p = s; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    if (list_has(*list, *n, s)) {
+        loader_error(ld, &a->pos, "duplicate %s '%s' in '%s'", kind, s, what);
+        goto fail;
+    }
+    grown = realloc(*list, (*n + 1) * sizeof *grown);
+    if (!grown) {
+        loader_oom(ld, &a->pos);
+        goto fail;
+    }
+    *list = grown;
+    (*list)[(*n)++] = s;
+    return true;
+fail:
+    free(s);
+    return false;
 }
 
 bool loader_uint(struct config_loader *ld, const struct conf_arg *a, const char *what, uint64_t min,
@@ -671,6 +734,7 @@ static void free_config(struct config *cfg)
         free(cfg->routes[i].host);
         config_cache_policy_clear(&cfg->routes[i].cache);
         config_compress_clear(&cfg->routes[i].compress);
+        config_esi_clear(&cfg->routes[i].esi);
     }
     free(cfg->routes);
     free(cfg->listens);

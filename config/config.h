@@ -188,6 +188,40 @@ struct config_compress {
                          * (on) or removed (off) */
 };
 
+/* `esi on|off|auto;` */
+enum esi_mode {
+    ESI_OFF,  /* never: markup in the route's responses is sent as it is */
+    ESI_ON,   /* every response of a listed type is processed */
+    ESI_AUTO, /* only responses that ask for it with
+               * `Surrogate-Control: content="ESI/1.0"` (RFC-less, W3C ESI
+               * Architecture 1.0), of a listed type */
+};
+
+/* The ESI directives of a route (issue 10).  The page's route decides
+ * whether its response is processed and how (types, depth, includes,
+ * timeout, hosts); the fragment's route decides whether the page's client
+ * cookies reach it (cookies). */
+struct config_esi {
+    enum esi_mode mode;        /* `esi on|off|auto;` default off */
+    char **types;              /* `esi_types TYPE...;` lower-case media types without
+                                * parameters, as compress types (a subtype "*" lists every subtype);
+                                * default text/html and application/xhtml+xml */
+    size_t ntypes;
+    unsigned max_depth;        /* `esi_max_depth N;` default 3, 1..10: includes nest this
+                                * deep (a page's own includes are depth 1) */
+    unsigned max_includes;     /* `esi_max_includes N;` default 32, 1..256: subrequests
+                                * one page may make, nested ones and alts counted */
+    uint64_t timeout_ms;       /* `esi_timeout DUR;` default 10s, 1ms..1h: each include,
+                                * from its start to its last byte */
+    char **allow_hosts;        /* `esi_allow_hosts NAME...;` lower-case host names (no
+                                * port) an absolute src may name besides the page's own
+                                * host; default none */
+    size_t nallow_hosts;
+    bool cookies;              /* `esi_cookies on|off;` default off: subrequests that land
+                                * on this route carry the page request's Cookie and
+                                * Authorization fields */
+};
+
 /* `route MATCH { backend NAME; host NAME; }` */
 struct config_route {
     enum route_match match;
@@ -201,6 +235,7 @@ struct config_route {
     struct config_compress compress; /* the route's own block, else a deep copy of the
                                       * top-level one (defaults without it): every route
                                       * owns its types, so no two structs share a string */
+    struct config_esi esi;
     struct config_pos pos;
 };
 

@@ -17,8 +17,10 @@
 #define TESSERA_CONFIG_DIRECTIVES_H
 
 /* The most arguments one list directive (`query only ...`, `header ...`,
- * `cookie ...`, `allow ...`) takes: the table needs a maximum.  Not a limit
- * on the list itself, since `header`, `cookie` and `allow` may repeat. */
+ * `cookie ...`, `allow ...`, `esi_types ...`, `esi_allow_hosts ...`) takes:
+ * the table needs a maximum.  Not a limit on the list itself for `header`,
+ * `cookie` and `allow`, which may repeat; `query` and the ESI lists, which
+ * may not, get 64 names, more than a route needs. */
 #define CONFIG_LIST_MAX 64
 
 /* `brotli|gzip|zstd on|off [level=N];` takes one argument more than it has
@@ -79,6 +81,13 @@
     X(ROUTE, "grace", 1, 1, VALUE, ONCE, config_route_grace)                                       \
     X(ROUTE, "store", 1, 1, VALUE, ONCE, config_route_store)                                       \
     X(ROUTE, "compress", 0, 0, BLOCK, ONCE, config_route_compress)                                 \
+    X(ROUTE, "esi", 1, 1, VALUE, ONCE, config_route_esi)                                           \
+    X(ROUTE, "esi_types", 1, CONFIG_LIST_MAX, VALUE, ONCE, config_route_esi_types)                 \
+    X(ROUTE, "esi_max_depth", 1, 1, VALUE, ONCE, config_route_esi_max_depth)                       \
+    X(ROUTE, "esi_max_includes", 1, 1, VALUE, ONCE, config_route_esi_max_includes)                 \
+    X(ROUTE, "esi_timeout", 1, 1, VALUE, ONCE, config_route_esi_timeout)                           \
+    X(ROUTE, "esi_allow_hosts", 1, CONFIG_LIST_MAX, VALUE, ONCE, config_route_esi_allow_hosts)     \
+    X(ROUTE, "esi_cookies", 1, 1, VALUE, ONCE, config_route_esi_cookies)                           \
     X(LIMITS, "header_size", 1, 1, VALUE, ONCE, config_limits_header_size)                         \
     X(LIMITS, "headers", 1, 1, VALUE, ONCE, config_limits_headers)                                 \
     X(LIMITS, "uri_size", 1, 1, VALUE, ONCE, config_limits_uri_size)                               \

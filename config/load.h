@@ -7,10 +7,11 @@
  * config/route.c hold the handlers for those blocks, config/cache.c the
  * cache policy of a route and the top-level `cache` block, config/memcached.c
  * the `memcached` block, config/compress.c the `compress` blocks (top level
- * and route), config/admin.c the `admin` block.  Every handler either
- * stores its value and returns true, or writes one error line through
- * loader_error() and returns false; whatever it allocated is already owned
- * by the config being built, so the caller frees all of it in one place.
+ * and route), config/esi.c the `esi*` directives of a route, config/admin.c
+ * the `admin` block.  Every handler either stores its value and returns
+ * true, or writes one error line through loader_error() and returns false;
+ * whatever it allocated is already owned by the config being built, so the
+ * caller frees all of it in one place.
  */
 #ifndef TESSERA_CONFIG_LOAD_H
 #define TESSERA_CONFIG_LOAD_H
@@ -94,6 +95,22 @@ struct config_pos loader_pos(const struct config_loader *ld, const struct config
  * of memory (*ITEMS unchanged). */
 bool loader_grow(void **items, size_t n, size_t *cap, size_t size);
 
+/* loader_list_copy: *OUT = copies of the N strings SRC, an array the
+ * caller owns (NULL when N is 0).  False when out of memory; *OUT and *NOUT
+ * then hold what was copied so far, for loader_list_free(). */
+bool loader_list_copy(char ***out, size_t *nout, const char *const *src, size_t n);
+
+/* loader_list_free: free the *N strings of *LIST and the array itself; then
+ * *LIST is NULL and *N 0.  Safe on an empty list. */
+void loader_list_free(char ***list, size_t *n);
+
+/* loader_list_add_lower: append a lower-cased copy of A's text to *LIST (*N
+ * strings, owned by the list).  An error at A when that copy is listed
+ * already ("duplicate KIND 'x' in 'WHAT'") or when out of memory; *LIST is
+ * then unchanged.  The caller checks the syntax of A first. */
+bool loader_list_add_lower(struct config_loader *ld, const struct conf_arg *a, const char *kind,
+                           const char *what, char ***list, size_t *n);
+
 /* loader_uint: A as a number in MIN..MAX for directive or parameter WHAT. */
 bool loader_uint(struct config_loader *ld, const struct conf_arg *a, const char *what, uint64_t min,
                  uint64_t max, uint64_t *out);
@@ -166,6 +183,29 @@ bool config_compress_init(struct config_compress *c);
 /* config_compress_clear: free what C owns and zero it.  Safe on a zeroed
  * or half-built C. */
 void config_compress_clear(struct config_compress *c);
+
+/* What config_media_type_add() expects, for messages. */
+#define CONFIG_MEDIA_TYPE_EXPECTED "expected TYPE/SUBTYPE or TYPE/*, without parameters"
+
+/* config_media_type_add: append the media type A of directive WHAT to
+ * *TYPES (*NTYPES strings, owned by the list), lower-cased since media
+ * types are case-insensitive (RFC 9110 8.3.1).  A must be TYPE/SUBTYPE
+ * without parameters, where SUBTYPE may be a lone '*'; an error at A when
+ * it is not, when it is listed already, or when out of memory (*TYPES then
+ * unchanged).  The syntax of compress `types` and `esi_types`
+ * (config/compress.c). */
+bool config_media_type_add(struct config_loader *ld, const struct conf_arg *a, const char *what,
+                           char ***types, size_t *ntypes);
+
+/* config_esi_init: the defaults of config.h in E (a zeroed struct): off,
+ * types text/html and application/xhtml+xml, depth 3, 32 includes, 10s, no
+ * other hosts, no cookies.  False when out of memory, E then safe to clear
+ * (config/esi.c). */
+bool config_esi_init(struct config_esi *e);
+
+/* config_esi_clear: free what E owns and zero it.  Safe on a zeroed or
+ * half-built E. */
+void config_esi_clear(struct config_esi *e);
 
 /* config_admin_init: the defaults of config.h in A (a zeroed struct): listen
  * 127.0.0.1:8081, allow 127.0.0.0/8 and ::1/128, no token, not enabled.

@@ -1,6 +1,7 @@
 /*
  * config/route.c: the `route MATCH { backend NAME; host NAME; ... }` blocks
- * (the cache directives of a route are config/cache.c's).
+ * (the cache directives of a route are config/cache.c's, its ESI
+ * directives config/esi.c's).
  *
  * A route's pattern is checked, and a regex compiled with PCRE2 (then
  * JIT-compiled when the platform allows; the interpreter is the fallback),
@@ -140,8 +141,8 @@ bool config_main_route(struct config_loader *ld, const struct conf_directive *d,
     r->index = (unsigned)cfg->nroutes;
     r->pos = loader_pos(ld, &d->name.pos);
     cfg->nroutes++;
-    /* Every route has a cache policy, cache directives or not. */
-    if (!config_cache_policy_init(&r->cache))
+    /* Every route has a cache policy and ESI settings, directives or not. */
+    if (!config_cache_policy_init(&r->cache) || !config_esi_init(&r->esi))
         return loader_oom(ld, &d->name.pos);
     pattern = route_match(ld, d, r, &ok);
     if (!ok || (pattern && !route_pattern(ld, pattern, r)))

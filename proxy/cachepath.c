@@ -70,6 +70,7 @@ void cache_req_reset(struct cache_req *cr)
     cache_object_release(&cr->obj);
     cache_object_release(&cr->stale);
     buf_release(&cr->fill_head);
+    esi_fill_free(&cr->esi_fill);
     free(cr->key);
     struct coalesce_waiter waiter = cr->waiter;
     void (*on_remote)(struct cache_req *) = cr->on_remote;
@@ -585,6 +586,11 @@ static enum cache_lookup_result judge_object(struct cache_req *cr, struct worker
         cache_object_release(&found);
         cr->detail = "purged";
     }
+    if (found && found->esi_template && !cr->esi) {
+        /* Stored while the route processed ESI: never sent as it is. */
+        cache_object_release(&found);
+        cr->detail = "esi-off";
+    }
     cr->vary_seen = variants_seen && !found;
     if (!found) {
         cr->fwd = cr->vary_seen ? "vary-miss" : "uri-miss";
@@ -654,6 +660,11 @@ enum cache_lookup_result cache_req_lookup(struct cache_req *cr, struct worker *w
 {
     cr->policy = &route->cache;
     cr->compress = &route->compress;
+    if (route->esi.mode != ESI_OFF && (http_span_is(rv->base, rv->head->method, "GET") ||
+                                       http_span_is(rv->base, rv->head->method, "HEAD"))) {
+        cr->esi = &route->esi;
+        cr->esi_max_body = route->cache.max_object_size;
+    }
     cr->request_time_ms = now_ms;
     cr->request_wall_ms = wall_clock_ms();
     cr->bans = w->bans;
@@ -812,8 +823,8 @@ enum cache_lookup_result cache_req_encode_hit(struct cache_req *cr, struct worke
                                               const char *ae, size_t ae_len, bool head_request,
                                               bool ranged, bool remote_ok, int64_t now_ms)
 {
-    if (!cr->obj || !cr->compress || !cr->policy)
-        return CACHE_LOOKUP_HIT;
+    if (!cr->obj || !cr->compress || !cr->policy || cr->obj->esi_template)
+        return CACHE_LOOKUP_HIT; /* a template is coded after assembly */
     struct encode_response r;
     encode_response_from_object(&r, cr->obj, head_request);
     struct encode_plan plan;
@@ -994,13 +1005,18 @@ void cache_req_pass_fields(const struct cache_req *cr, const struct config_route
     (void)cr;
 }
 
+void cache_req_status_fields(const struct cache_req *cr, struct buf *out)
+{
+    buf_append_str(out, "Via: 1.1 " VIA_NAME "\r\n");
+    append_cache_status(cr, out, 0);
+    append_x_cache(cr->policy, cr->outcome, out);
+}
+
 void cache_req_hit_fields(void *ctx, struct buf *out)
 {
     const struct cache_req *cr = ctx;
     buf_appendf(out, "Age: %" PRId64 "\r\n", cache_age_header_seconds(cr->age_ms));
-    buf_append_str(out, "Via: 1.1 " VIA_NAME "\r\n");
-    append_cache_status(cr, out, 0);
-    append_x_cache(cr->policy, cr->outcome, out);
+    cache_req_status_fields(cr, out);
     if (cr->vary_ae)
         buf_append_str(out, "Vary: Accept-Encoding\r\n");
 }
@@ -1089,12 +1105,14 @@ bool cache_req_forwards_field(const struct cache_req *cr, const char *base,
  * Set-Cookie (never stored), the targeted cache fields, Age (recomputed)
  * and the framing fields (the object knows its length). */
 static void stored_head(struct buf *out, const struct config_cache_policy *p, const char *base,
-                        const struct http_head *resp)
+                        const struct http_head *resp, bool template)
 {
     for (unsigned i = 0; i < resp->nfields; i++) {
         const struct http_field *f = &resp->fields[i];
         if (!http_field_forwardable(base, resp, f) || is_tags_field(p, base, f->name))
             continue;
+        if (template && http_span_is(base, f->name, "content-encoding"))
+            continue; /* the template is stored decoded */
         if (http_span_is(base, f->name, "set-cookie") || http_span_is(base, f->name, "age") ||
             http_span_is(base, f->name, "cdn-cache-control") ||
             http_span_is(base, f->name, "surrogate-control"))
@@ -1191,13 +1209,14 @@ static void start_fill(struct cache_req *cr, const char *rbase, const struct htt
         .stored_at = cr->request_wall_ms,
         .no_cache = of.no_cache,
         .must_revalidate = of.must_revalidate,
+        .esi_template = cr->esi_fill != NULL,
         .etag = etag ? base + etag->value.off : NULL,
         .etag_len = etag ? etag->value.len : 0,
         .last_modified_ms = rf->has_last_modified ? rf->last_modified_ms : 0,
         .tags = tags,
         .ntags = ntags,
     };
-    stored_head(&head, p, base, resp);
+    stored_head(&head, p, base, resp, meta.esi_template);
     if (slen >= sizeof secondary || vary.oom || head.oom) {
         cr->detail = "vary-too-large";
     } else {
@@ -1300,28 +1319,6 @@ static void invalidate(struct cache_req *cr, struct worker *w, const char *rbase
     }
 }
 
-/* Our own header block ("Name: value\r\n" lines) as a head whose spans
- * point into it. */
-static void head_parse_block(const char *p, size_t n, struct http_head *h)
-{
-    size_t at = 0;
-    while (at < n) {
-        const char *eol = memchr(p + at, '\n', n - at);
-        size_t end = eol ? (size_t)(eol - p) : n;
-        const char *colon = memchr(p + at, ':', end - at);
-        if (colon) {
-            struct http_field *f = http_head_add_field(h);
-            if (!f)
-                return;
-            f->name = (struct http_span){(uint32_t)at, (uint32_t)(colon - (p + at))};
-            size_t v = (size_t)(colon - p) + 1;
-            size_t vend = end > 0 && p[end - 1] == '\r' ? end - 1 : end;
-            f->value = http_span_trim(p, (struct http_span){(uint32_t)v, (uint32_t)(vend - v)});
-        }
-        at = end + 1;
-    }
-}
-
 /* RFC 9111 3.2 and 4.3.4: the stored head, with every field the 304 sends
  * replacing the stored one of that name (Content-Length, Set-Cookie, Age
  * and the targeted fields excepted). */
@@ -1330,9 +1327,9 @@ static void merge_head(struct buf *out, const struct config_cache_policy *policy
                        const struct http_head *resp)
 {
     struct buf fresh = {0};
-    stored_head(&fresh, policy, base, resp);
+    stored_head(&fresh, policy, base, resp, old->esi_template);
     struct http_head fh = {0};
-    head_parse_block(fresh.data ? fresh.data : "", fresh.len, &fh);
+    http_head_parse_block(fresh.data ? fresh.data : "", fresh.len, &fh);
     const char *p = old->head;
     const char *end = old->head + old->head_len;
     while (p < end) {
@@ -1362,7 +1359,7 @@ static struct cache_object *refresh_object(struct cache_req *cr, const char *bas
     struct buf head = {0};
     merge_head(&head, cr->policy, old, base, resp);
     struct http_head mh = {0};
-    head_parse_block(head.data ? head.data : "", head.len, &mh);
+    http_head_parse_block(head.data ? head.data : "", head.len, &mh);
     mh.status = old->status;
     struct cache_response_facts rf;
     response_facts(&rf, head.data ? head.data : "", &mh, now_ms);
@@ -1391,6 +1388,7 @@ static struct cache_object *refresh_object(struct cache_req *cr, const char *bas
         .stored_at = cr->request_wall_ms,
         .no_cache = of.no_cache,
         .must_revalidate = of.must_revalidate,
+        .esi_template = old->esi_template,
         .etag = etag ? head.data + etag->value.off : old->etag,
         .etag_len = etag ? etag->value.len : old->etag_len,
         .last_modified_ms = rf.has_last_modified ? rf.last_modified_ms : old->last_modified_ms,
@@ -1448,10 +1446,10 @@ static bool status_is_server_error(int status)
     return status == 500 || status == 502 || status == 503 || status == 504;
 }
 
-enum cache_head_action cache_req_response_head(struct cache_req *cr, struct worker *w,
-                                               const char *rbase, const struct http_head *req,
-                                               const char *base, const struct http_head *resp,
-                                               struct buf *extra, int64_t now_ms)
+static enum cache_head_action response_head(struct cache_req *cr, struct worker *w,
+                                           const char *rbase, const struct http_head *req,
+                                           const char *base, const struct http_head *resp,
+                                           struct buf *extra, int64_t now_ms)
 {
     if (cr->invalidate && resp->status < 400)
         invalidate(cr, w, rbase, req, base, resp);
@@ -1488,8 +1486,78 @@ enum cache_head_action cache_req_response_head(struct cache_req *cr, struct work
     return CACHE_HEAD_FORWARD;
 }
 
+/* A template that is not stored still becomes an object (never inserted
+ * anywhere), so that it is served exactly like a stored one. */
+static void start_transient_template(struct cache_req *cr, const char *base,
+                                     const struct http_head *resp, int64_t now_ms)
+{
+    static const char key[] = "esi-transient";
+    struct buf head = {0};
+    stored_head(&head, cr->policy, base, resp, true);
+    const struct http_field *etag = http_head_find(base, resp, "etag");
+    struct cache_object_meta meta = {
+        .primary_key = cr->key ? cr->key : key,
+        .primary_len = cr->key ? cr->key_len : sizeof key - 1,
+        .status = resp->status,
+        .request_time = cr->request_time_ms,
+        .response_time = now_ms,
+        .stored_at = cr->request_wall_ms,
+        .no_cache = true,
+        .esi_template = true,
+        .etag = etag ? base + etag->value.off : NULL,
+        .etag_len = etag ? etag->value.len : 0,
+    };
+    if (!head.oom) {
+        cr->builder = cache_object_builder_new(&meta, SIZE_MAX);
+        if (cr->builder &&
+            !cache_object_builder_set_head(cr->builder, head.data ? head.data : "", head.len))
+            cache_object_builder_abandon(&cr->builder);
+    }
+    cr->esi_transient = cr->builder != NULL;
+    buf_release(&head);
+}
+
+enum cache_head_action cache_req_response_head(struct cache_req *cr, struct worker *w,
+                                               const char *rbase, const struct http_head *req,
+                                               const char *base, const struct http_head *resp,
+                                               struct buf *extra, int64_t now_ms)
+{
+    esi_fill_free(&cr->esi_fill);
+    bool template = cr->esi && cr->facts.method_get && esi_response_is_template(cr->esi, base, resp);
+    if (template) {
+        const struct http_field *ce = http_head_find(base, resp, "content-encoding");
+        bool gzip = ce && http_span_is(base, ce->value, "gzip");
+        cr->esi_fill = esi_fill_new(gzip, cr->esi_max_body);
+        if (!cr->esi_fill) {
+            cr->detail = "esi-oom";
+            return CACHE_HEAD_SERVE_TEMPLATE; /* no object: the client answers 502 */
+        }
+    }
+    enum cache_head_action a = response_head(cr, w, rbase, req, base, resp, extra, now_ms);
+    if (!template)
+        return a;
+    if (a != CACHE_HEAD_FORWARD) { /* not a template answer after all */
+        esi_fill_free(&cr->esi_fill);
+        return a;
+    }
+    if (!cr->builder)
+        start_transient_template(cr, base, resp, now_ms);
+    return CACHE_HEAD_SERVE_TEMPLATE;
+}
+
+const char *cache_req_esi_error(const struct cache_req *cr)
+{
+    if (cr->esi_fill && *esi_fill_error(cr->esi_fill))
+        return esi_fill_error(cr->esi_fill);
+    return cr->obj ? "" : "the ESI template could not be made";
+}
+
 void cache_req_response_body(struct cache_req *cr, const char *p, size_t n)
 {
+    if (cr->esi_fill) {
+        esi_fill_write(cr->esi_fill, p, n); /* a failure shows at the end */
+        return;
+    }
     if (!cr->builder)
         return;
     if (!cache_object_builder_append(cr->builder, p, n)) {
@@ -1514,9 +1582,36 @@ static void generate_etag(struct cache_req *cr)
     buf_release(&cr->fill_head);
 }
 
+/* The template's body ended: its encoding becomes the object's body; a
+ * template that is not stored is finished here and answers this request
+ * alone.  False when it failed (nothing is stored). */
+static bool template_done(struct cache_req *cr)
+{
+    unsigned char *enc;
+    size_t len;
+    if (!esi_fill_finish(cr->esi_fill, &enc, &len) || !cr->builder ||
+        !cache_object_builder_append(cr->builder, enc, len)) {
+        free(enc);
+        cache_object_builder_abandon(&cr->builder);
+        cr->esi_transient = false;
+        return false;
+    }
+    free(enc);
+    if (cr->esi_transient) {
+        cache_object_release(&cr->obj);
+        cr->obj = cache_object_builder_finish(&cr->builder);
+        cr->esi_transient = false;
+    }
+    return true;
+}
+
 void cache_req_response_done(struct cache_req *cr, struct worker *w, int64_t now_ms)
 {
     enum coalesce_outcome outcome = COALESCE_NOT_STORED;
+    if (cr->esi_fill && !template_done(cr)) {
+        cache_object_release(&cr->obj);
+        cr->stored = false;
+    }
     if (cr->builder)
         cr->stored = false; /* until the insert succeeds */
     if (cr->builder && cr->etag_generate)
@@ -1527,6 +1622,9 @@ void cache_req_response_done(struct cache_req *cr, struct worker *w, int64_t now
             outcome = COALESCE_STORED;
             cr->stored = true;
             cache_object_release(&cr->obj);
+            cr->obj = cache_object_ref(obj);
+        } else if (obj && obj->esi_template) {
+            cache_object_release(&cr->obj); /* not stored, still the answer */
             cr->obj = cache_object_ref(obj);
         }
         cache_object_release(&obj);
@@ -1574,6 +1672,8 @@ bool cache_req_background_init(struct cache_req *bg, const struct cache_req *cr,
     bg->filler = true;
     bg->policy = cr->policy;
     bg->compress = cr->compress;
+    bg->esi = cr->esi;
+    bg->esi_max_body = cr->esi_max_body;
     bg->facts = cr->facts;
     bg->request_time_ms = now_ms;
     bg->request_wall_ms = wall_clock_ms();

@@ -34,6 +34,7 @@
 #include "proxy/buf.h"
 #include "proxy/coalesce.h"
 #include "proxy/encode.h"
+#include "proxy/esifill.h"
 #include "proxy/http.h"
 #include "proxy/worker.h"
 
@@ -57,6 +58,10 @@ enum cache_head_action {
                               * once the upstream response has ended */
     CACHE_HEAD_SERVE_STALE,  /* the upstream failed (5xx): answer from the stale object
                               * (stale-if-error) once the response has ended */
+    CACHE_HEAD_SERVE_TEMPLATE, /* an ESI template: its body goes to
+                                * cache_req_response_body() as usual; once the
+                                * response has ended, cr->obj is the template (NULL:
+                                * it failed, cache_req_esi_error() says why) */
 };
 
 struct cache_req {
@@ -121,6 +126,14 @@ struct cache_req {
                           * no inflated variant could be made: inflate it while
                           * sending */
     struct encode_plan variant_plan;
+    /* ESI (issue 10): the route's settings when the request is a GET or HEAD on a
+     * route that processes ESI (else NULL); a response that is a template
+     * is parsed by esi_fill instead of being stored as it is, and answered
+     * from the template object (cr->obj, stored or not: esi_transient). */
+    const struct config_esi *esi;
+    size_t esi_max_body;
+    struct esi_fill *esi_fill;
+    bool esi_transient;
     /* Runs on the request's worker when memcached answered (set by the
      * client before the first lookup, kept across requests). */
     void (*on_remote)(struct cache_req *cr);
@@ -189,6 +202,11 @@ enum cache_lookup_result cache_req_encode_hit(struct cache_req *cr, struct worke
  * ctx is the struct cache_req. */
 void cache_req_hit_fields(void *ctx, struct buf *out);
 
+/* cache_req_status_fields: the fields of cache_req_hit_fields() but Age
+ * (and Vary): Via, Cache-Status, X-Cache.  For an assembled ESI page, whose
+ * freshness is its parts' (proxy/esipage.h). */
+void cache_req_status_fields(const struct cache_req *cr, struct buf *out);
+
 /* cache_req_upstream_fields: fields the upstream request gets from the cache
  * (the stale object's validators when revalidating). */
 void cache_req_upstream_fields(const struct cache_req *cr, struct buf *extra);
@@ -226,6 +244,10 @@ void cache_req_response_body(struct cache_req *cr, const char *p, size_t n);
 /* cache_req_response_done: the whole response arrived: store it (the
  * stored object is then cr->obj). */
 void cache_req_response_done(struct cache_req *cr, struct worker *w, int64_t now_ms);
+
+/* cache_req_esi_error: why the template of a CACHE_HEAD_SERVE_TEMPLATE
+ * response could not be made ("" when it was). */
+const char *cache_req_esi_error(const struct cache_req *cr);
 
 /* cache_req_response_failed: the response will not complete: store nothing. */
 void cache_req_response_failed(struct cache_req *cr, int64_t now_ms);

@@ -49,6 +49,7 @@
 #include "proxy/buf.h"
 #include "proxy/cachepath.h"
 #include "proxy/encode.h"
+#include "proxy/esipage.h"
 #include "proxy/forward.h"
 #include "proxy/hit.h"
 #include "proxy/revalidate.h"
@@ -58,6 +59,7 @@
 #include "proxy/upstream.h"
 
 static void client_serve_hit(struct client *c);
+static struct client *client_new(struct worker *w, struct wcfg *wc, int fd);
 
 int64_t client_now_ms(const struct client *c)
 {
@@ -88,6 +90,11 @@ void client_unlink(struct client **head, struct client *c)
     if (c->next)
         c->next->prev = c->prev;
     c->next = c->prev = NULL;
+}
+
+bool client_is_subrequest(const struct client *c)
+{
+    return c->subrequest;
 }
 
 struct client *client_next(const struct client *c)
@@ -175,7 +182,16 @@ static enum write_result client_write_some(struct client *c)
             c->hit_body = false;
             return WRITE_DONE;
         }
-        ssize_t n = writev(c->fd, iov, (int)niov);
+        ssize_t n;
+        if (c->subrequest) {
+            if (!c->slot)
+                return WRITE_FAILED; /* its page is gone */
+            n = (ssize_t)esi_slot_take(c->slot, iov, niov);
+            if (n == 0)
+                return WRITE_BLOCKED; /* the page resumes it (client_flush) */
+        } else {
+            n = writev(c->fd, iov, (int)niov);
+        }
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -205,7 +221,8 @@ void client_flush(struct client *c)
     }
     switch (client_write_some(c)) {
     case WRITE_BLOCKED:
-        ev_io_start(c->w->loop, &c->wio);
+        if (!c->subrequest)
+            ev_io_start(c->w->loop, &c->wio);
         client_arm(c);
         return;
     case WRITE_FAILED:
@@ -219,6 +236,8 @@ void client_flush(struct client *c)
         client_code_pending(c);
         return;
     }
+    if (c->page && !c->resp_done && buf_pending(&c->out) < OUT_LOW_WATER)
+        esi_page_drained(c->page); /* more of the page, later in this loop iteration */
     if (c->up && buf_pending(&c->out) < OUT_LOW_WATER)
         upstream_resume(c->up);
     if (c->state == CS_CLOSING) {
@@ -279,6 +298,11 @@ static void client_error(struct client *c, int status, const char *why)
     client_flush(c);
 }
 
+void client_fail(struct client *c, int status, const char *why)
+{
+    client_error(c, status, why);
+}
+
 /* ---- access log ---------------------------------------------------------- */
 
 static struct http_span request_field(const struct client *c, const char *name)
@@ -336,10 +360,11 @@ static void access_log(struct client *c)
     double req_time = ev_now(c->w->loop) - c->t_start;
     static const char *const outcomes[] = {"PASS", "HIT", "MISS", "STALE"};
     const char *cache = outcomes[c->cr.outcome];
+    const char *sub = c->subrequest ? " esi" : "";
     if (c->upstream_time >= 0)
-        buf_appendf(&b, " %.3f %.3f %s\n", req_time, c->upstream_time, cache);
+        buf_appendf(&b, " %.3f %.3f %s%s\n", req_time, c->upstream_time, cache, sub);
     else
-        buf_appendf(&b, " %.3f - %s\n", req_time, cache);
+        buf_appendf(&b, " %.3f - %s%s\n", req_time, cache, sub);
     if (!b.oom)
         log_access_write(b.data, b.len);
     buf_release(&b);
@@ -365,6 +390,7 @@ static void request_reset(struct client *c)
     buf_release(&c->enc_pending);
     buf_release(&c->ae_joined);
     c->enc_end_pending = false;
+    esi_page_free(&c->page, true);
     cache_req_reset(&c->cr);
     c->route = NULL;
     c->retries = 0;
@@ -422,6 +448,8 @@ static void count_request(struct client *c)
         NULL, &rs->status_1xx, &rs->status_2xx, &rs->status_3xx, &rs->status_4xx, &rs->status_5xx};
     if (cls >= 1 && cls <= 5)
         stats_add(by_class[cls], 1);
+    if (c->subrequest && c->cr.outcome == CACHE_OUT_HIT)
+        stats_add(&ws->esi_fragment_hits, 1);
     switch (c->cr.outcome) {
     case CACHE_OUT_HIT:
         stats_add(&rs->hits, 1);
@@ -695,7 +723,9 @@ static void up_on_done(void *owner)
     cache_req_response_done(&c->cr, c->w, client_now_ms(c));
     if (c->answer_from_cache) {
         if (!c->cr.obj) {
-            client_error(c, 502, "the response could not be stored to answer from");
+            const char *why = c->cr.esi_fill ? cache_req_esi_error(&c->cr)
+                                             : "the response could not be stored to answer from";
+            client_error(c, 502, why);
             return;
         }
         client_serve_hit(c);
@@ -1209,6 +1239,10 @@ static bool client_start_forwarding(struct client *c)
  * (client_flush); preconditions and ranges are the client's own. */
 static void client_serve_hit(struct client *c)
 {
+    if (c->cr.obj->esi_template) {
+        esi_page_start(c);
+        return;
+    }
     client_code_hit(c, false);
     if (c->cr.inflate_on_hit) {
         client_serve_inflated(c);
@@ -1518,6 +1552,12 @@ void client_close(struct client *c)
         return;
     if (c->up)
         upstream_abort(&c->up);
+    esi_page_free(&c->page, true);
+    if (c->slot) {
+        struct esi_slot *slot = c->slot;
+        c->slot = NULL;
+        esi_slot_closed(slot);
+    }
     cache_req_reset(&c->cr);
     ev_io_stop(c->w->loop, &c->rio);
     ev_io_stop(c->w->loop, &c->wio);
@@ -1533,6 +1573,9 @@ void client_destroy(struct client *c)
 {
     if (c->up)
         upstream_abort(&c->up);
+    esi_page_free(&c->page, false); /* its subrequests are the worker's to destroy */
+    if (c->slot)
+        esi_slot_detach(c->slot);
     cache_req_reset(&c->cr);
     encoder_free(&c->enc);
     buf_release(&c->enc_pending);
@@ -1596,17 +1639,48 @@ void client_accept(struct worker *w, int fd, const struct sockaddr *addr, sockle
         refuse_overloaded(w, fd);
         return;
     }
-    struct client *c = calloc(1, sizeof *c);
+    struct client *c = client_new(w, w->wcfg, fd);
     if (!c) {
         close(fd);
         return;
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    addr_text(addr, c->addr, sizeof c->addr);
+    worker_client_opened(w, c);
+    ev_io_start(w->loop, &c->rio);
+    client_arm(c);
+}
+
+struct client *client_subrequest(struct worker *w, struct wcfg *wc, const char *addr,
+                                 const char *request, size_t len, struct esi_slot *slot)
+{
+    struct client *c = client_new(w, wc, -1);
+    if (!c)
+        return NULL;
+    c->subrequest = true;
+    c->slot = slot;
+    snprintf(c->addr, sizeof c->addr, "%s", addr);
+    buf_append(&c->in, request, len);
+    if (c->in.oom) {
+        client_destroy(c);
+        return NULL;
+    }
+    worker_client_opened(w, c);
+    client_parse(c);
+    return c;
+}
+
+/* A client in state HEAD, its watchers set up (not started) for fd (-1:
+ * a subrequest), under config wc.  NULL when out of memory. */
+static struct client *client_new(struct worker *w, struct wcfg *wc, int fd)
+{
+    struct client *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
     c->w = w;
     c->fd = fd;
-    addr_text(addr, c->addr, sizeof c->addr);
-    c->wc = wcfg_ref(w->wcfg);
+    c->wc = wcfg_ref(wc);
     llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
     c->parser.data = c;
     ev_io_init(&c->rio, read_cb, fd, EV_READ);
@@ -1620,9 +1694,7 @@ void client_accept(struct worker *w, int fd, const struct sockaddr *addr, sockle
     c->cr.waiter.worker = w;
     c->cr.waiter.wake = cache_wake;
     c->cr.on_remote = cache_remote_done;
-    worker_client_opened(w, c);
-    ev_io_start(w->loop, &c->rio);
-    client_arm(c);
+    return c;
 }
 
 void client_drain(struct client *c)

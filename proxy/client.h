@@ -33,6 +33,10 @@ void client_drain(struct client *c);
 /* client_destroy: close and free at once (worker shutdown). */
 void client_destroy(struct client *c);
 
+/* client_is_subrequest: c has no socket: it answers an ESI include for a
+ * page (proxy/esipage.h), and is not a connection (not counted as one). */
+bool client_is_subrequest(const struct client *c);
+
 /* client_next: the next client in the worker's list. */
 struct client *client_next(const struct client *c);
 

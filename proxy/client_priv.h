@@ -98,6 +98,13 @@ struct client {
     ev_tstamp t_activity;
     ev_tstamp t_upstream;
     ev_tstamp upstream_time; /* seconds until the response head; -1: none */
+
+    /* ESI (proxy/esipage.h).  A subrequest is a client without a socket
+     * (fd -1): its request is written into `in` by the page that includes
+     * it, and what it would send goes to that page's slot instead. */
+    bool subrequest;
+    struct esi_slot *slot;  /* the include it answers; NULL once detached */
+    struct esi_page *page;  /* the page this request's answer is assembled from */
 };
 
 /* ---- proxy/client.c ---------------------------------------------------------- */
@@ -117,6 +124,19 @@ void client_close(struct client *c);
 
 /* The relayed response is over: the encoder's end, the last chunk. */
 void client_relay_end(struct client *c);
+
+/* Answer the current request with a short plain-text error, or cut the
+ * connection when its response has begun (client_error). */
+void client_fail(struct client *c, int status, const char *why);
+
+/* A subrequest for an include of a page (proxy/esipage.c): a client
+ * without a socket on worker w, under config wc, answering `request` (a
+ * whole request head, copied) for a client at addr.  Its output goes to
+ * slot (esi_slot_take); esi_slot_closed() when it ends.  The request is
+ * parsed and acted on before this returns, so the slot may already have
+ * been given output, or have been closed.  NULL when out of memory. */
+struct client *client_subrequest(struct worker *w, struct wcfg *wc, const char *addr,
+                                 const char *request, size_t len, struct esi_slot *slot);
 
 /* ---- proxy/clientcode.c: the content coding of responses ----------------------- */
 
@@ -138,6 +158,10 @@ void client_plan_coding(struct client *c, const char *base, const struct http_he
  * and start the encoder. */
 void client_relay_head(struct client *c, const char *base, const struct http_head *head,
                        struct forward_response *fr, struct buf *extra, bool http11);
+
+/* Start c->enc for c->encode, its output going to `out` in the response's
+ * framing (c->resp_framing).  False (logged) when it cannot. */
+bool client_start_encoder(struct client *c);
 
 /* Feed upstream body bytes to the encoder (bounded: see clientcode.c);
  * false when the coding failed and the connection was cut. */

@@ -142,6 +142,14 @@ void client_relay_head(struct client *c, const char *base, const struct http_hea
     }
 }
 
+bool client_start_encoder(struct client *c)
+{
+    if (encoder_start(&c->enc, &c->encode, &c->route->compress, encoded_sink, c))
+        return true;
+    log_error("client %s: cannot start the encoder: %s", c->addr, c->enc.err);
+    return false;
+}
+
 /* The body could not be coded (a corrupt or oversized gzip body, or no
  * memory): the client cannot be given a complete response: cut the
  * connection, so it cannot take a truncated body for a whole one. */

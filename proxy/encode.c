@@ -56,7 +56,7 @@ static bool value_is(const char *v, size_t len, const char *lit)
 
 /* The media type of a Content-Type value is listed (a "text/" type ending in
  * a star lists a whole top-level type). */
-static bool type_listed(const struct config_compress *cc, const char *ct, size_t len)
+bool encode_type_listed(char *const *types, size_t ntypes, const char *ct, size_t len)
 {
     size_t n = 0;
     while (n < len && ct[n] != ';')
@@ -67,8 +67,8 @@ static bool type_listed(const struct config_compress *cc, const char *ct, size_t
         ct++;
         n--;
     }
-    for (size_t i = 0; i < cc->ntypes; i++) {
-        const char *t = cc->types[i];
+    for (size_t i = 0; i < ntypes; i++) {
+        const char *t = types[i];
         size_t tl = strlen(t);
         if (tl >= 2 && t[tl - 1] == '*' && t[tl - 2] == '/') {
             if (n > tl - 1 && strncasecmp(ct, t, tl - 1) == 0)
@@ -199,7 +199,7 @@ void encode_plan_for(const struct config_compress *cc, const char *ae, size_t ae
         return;
     }
     if (!status_has_body(r->status) || r->no_transform || !r->content_type ||
-        !type_listed(cc, r->content_type, r->content_type_len))
+        !encode_type_listed(cc->types, cc->ntypes, r->content_type, r->content_type_len))
         return;
     if (r->content_encoding && !value_is(r->content_encoding, r->content_encoding_len, "identity"))
         return;

@@ -80,6 +80,11 @@ void encode_response_from_object(struct encode_response *r, const struct cache_o
 void encode_plan_for(const struct config_compress *cc, const char *ae, size_t ae_len,
                      const struct encode_response *r, struct encode_plan *plan);
 
+/* encode_type_listed: the media type of a Content-Type value (ct, len;
+ * parameters and whitespace ignored, case-insensitive) is one of types (as
+ * config.h keeps them: lower-case; a subtype "*" lists every subtype). */
+bool encode_type_listed(char *const *types, size_t ntypes, const char *ct, size_t len);
+
 /* encode_etag: the ETag of a coded representation: the opaque tag gets
  * "-<coding>" before its closing quote ("abc" -> "abc-br", W/"x" ->
  * W/"x-gzip"; identity made by inflating gets "-identity").  Writes at

@@ -353,3 +353,23 @@ size_t http_date_format(time_t t, char out[30])
     memcpy(p, " GMT", 5);
     return 29;
 }
+
+void http_head_parse_block(const char *p, size_t n, struct http_head *h)
+{
+    size_t at = 0;
+    while (at < n) {
+        const char *eol = memchr(p + at, '\n', n - at);
+        size_t end = eol ? (size_t)(eol - p) : n;
+        const char *colon = memchr(p + at, ':', end - at);
+        if (colon) {
+            struct http_field *f = http_head_add_field(h);
+            if (!f)
+                return;
+            f->name = (struct http_span){(uint32_t)at, (uint32_t)(colon - (p + at))};
+            size_t v = (size_t)(colon - p) + 1;
+            size_t vend = end > 0 && p[end - 1] == '\r' ? end - 1 : end;
+            f->value = http_span_trim(p, (struct http_span){(uint32_t)v, (uint32_t)(vend - v)});
+        }
+        at = end + 1;
+    }
+}

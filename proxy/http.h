@@ -46,6 +46,12 @@ void http_head_free(struct http_head *h);
  * memory runs out. */
 struct http_field *http_head_add_field(struct http_head *h);
 
+/* http_head_parse_block: add the fields of a header block of our own
+ * ("Name: value\r\n" lines, as a stored object keeps them: cache/object.h)
+ * to h, spans pointing into p.  Lines without a colon are skipped; stops
+ * quietly when h cannot grow. */
+void http_head_parse_block(const char *p, size_t n, struct http_head *h);
+
 /* http_span_is: the span equals the literal, ASCII case-insensitively. */
 bool http_span_is(const char *base, struct http_span s, const char *lit);
 

@@ -492,6 +492,14 @@ static void json_totals(struct jw *w, const struct stats_snapshot *snap)
     jw_u64(w, "revalidations", snap->revalidations);
     jw_close(w, '}');
 
+    jw_key_open(w, "esi", '{');
+    jw_u64(w, "pages", snap->esi_pages);
+    jw_u64(w, "includes", snap->esi_includes);
+    jw_u64(w, "fragment_hits", snap->esi_fragment_hits);
+    jw_u64(w, "alt", snap->esi_alt);
+    jw_u64(w, "errors", snap->esi_errors);
+    jw_close(w, '}');
+
     jw_key_open(w, "bytes", '{');
     jw_u64(w, "in", sum.bytes_in);
     jw_u64(w, "out", sum.bytes_out);

@@ -94,7 +94,12 @@ struct stats_backend {
     X(requests, "requests answered (every route, and errors before a route)")                      \
     X(bad_requests, "requests refused before routing (4xx for malformed input or limits)")         \
     X(coalesced_waits, "requests that waited for another request's fetch")                         \
-    X(revalidations, "background revalidations started")
+    X(revalidations, "background revalidations started")                                           \
+    X(esi_pages, "ESI pages assembled (templates answered, nested ones too)")                      \
+    X(esi_includes, "ESI include subrequests made (alts included)")                                \
+    X(esi_fragment_hits, "ESI include subrequests answered from the cache")                        \
+    X(esi_alt, "ESI includes answered by their alt after src failed")                              \
+    X(esi_errors, "ESI includes that failed (status, timeout, loop, depth, limit, host)")
 
 struct stats_worker {
 #define STATS_FIELD(name, doc) _Atomic uint64_t name;

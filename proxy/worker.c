@@ -121,6 +121,8 @@ void worker_client_opened(struct worker *w, struct client *c)
 {
     client_link(&w->clients, c);
     w->nclients++;
+    if (client_is_subrequest(c))
+        return; /* not a connection */
     atomic_fetch_add(&connections, 1);
     stats_add(&w->stats.connections_accepted, 1);
 }
@@ -129,8 +131,10 @@ void worker_client_closed(struct worker *w, struct client *c)
 {
     client_unlink(&w->clients, c);
     w->nclients--;
-    atomic_fetch_sub(&connections, 1);
-    stats_add(&w->stats.connections_closed, 1);
+    if (!client_is_subrequest(c)) {
+        atomic_fetch_sub(&connections, 1);
+        stats_add(&w->stats.connections_closed, 1);
+    }
     client_link(&self->dead, c);
     ev_idle_start(w->loop, &self->reaper);
 }

@@ -168,6 +168,7 @@ struct opts {
     size_t chunk;
     long delay, body_delay, drip;       /* -1: not given */
     const char *trailer, *ctype, *path; /* decoded, NULL when absent */
+    const char *body;                   /* body=TEXT: the body, "$n" replaced */
     const char *etag, *lm;              /* validators to send and to honour */
     const char *hdrs[MAX_HDRS];
     size_t nhdrs;
@@ -284,6 +285,8 @@ static bool opts_set(struct opts *o, const char *k, const char *v, const char **
         o->ctype = v;
     } else if (strcmp(k, "path") == 0) {
         o->path = v;
+    } else if (strcmp(k, "body") == 0) {
+        o->body = v;
     } else if (strcmp(k, "etag") == 0 || strcmp(k, "lm") == 0) {
         if (strpbrk(v, "\r\n") != NULL || *v == '\0')
             return false;
@@ -811,6 +814,23 @@ static void demo_body(const struct request *r, struct response *resp, struct buf
 
 /* ---- building a response ------------------------------------------------------- */
 
+/* body=TEXT: TEXT with every "$n" replaced by how many requests for this
+ * path the origin has answered, this one included (so a test sees which
+ * fetch a cached body came from). */
+static void text_body(const struct request *r, struct buf *b)
+{
+    const struct path_stat *s = stats_find(r->path, r->path_len, false);
+    uint64_t n = s ? s->count : 0;
+    for (const char *p = r->o.body; *p; p++) {
+        if (p[0] == '$' && p[1] == 'n') {
+            buf_printf(b, "%" PRIu64, n);
+            p++;
+        } else {
+            buf_append(b, p, 1);
+        }
+    }
+}
+
 static void internal_body(const struct request *r, struct response *resp, struct buf *b)
 {
     const char *p = r->o.path;
@@ -920,6 +940,9 @@ static void response_build(struct conn *c)
         b.len = 0;
         buf_append(&b, r->head.p, r->head.len);
         buf_append(&b, r->body.p, r->body.len);
+    } else if (!internal && o->body) {
+        b.len = 0;
+        text_body(r, &b);
     }
     resp->blob = b.p; /* ownership moves to the response */
     resp->total = b.len;
@@ -1495,6 +1518,8 @@ static void usage(FILE *f)
           "  ctype=TYPE        Content-Type (empty: none)\n"
           "  echo=1            body = request head as received + request body\n"
           "  words=1           with len=N: HTML-like text instead of the a..z pattern\n"
+          "  body=TEXT         the body is TEXT (URL-decoded); \"$n\" in it becomes the\n"
+          "                    number of requests this path has had\n"
           "  gzip=1            gzip the body (Content-Encoding: gzip, Content-Length of\n"
           "                    the gzip bytes, or chunks of them with chunked=1) when\n"
           "                    the request's Accept-Encoding mentions gzip; else\n"

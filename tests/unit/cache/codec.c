@@ -60,6 +60,7 @@ static struct cache_object *make(const char *key, size_t body_len, int64_t store
         m.stale_if_error = 86400000;
         m.no_cache = true;
         m.must_revalidate = true;
+        m.esi_template = true;
         m.etag = "W/\"abc\"";
         m.etag_len = strlen(m.etag);
         m.last_modified_ms = 1700000000000;
@@ -122,6 +123,7 @@ static void assert_same(const struct cache_object *a, const struct cache_object 
     assert_true(a->last_modified_ms == b->last_modified_ms);
     assert_int_equal(a->no_cache, b->no_cache);
     assert_int_equal(a->must_revalidate, b->must_revalidate);
+    assert_int_equal(a->esi_template, b->esi_template);
     assert_int_equal(a->ntags, b->ntags);
     for (size_t i = 0; i < a->ntags; i++)
         assert_slice(a->tags[i].name, a->tags[i].len, b->tags[i].name, b->tags[i].len);
@@ -793,7 +795,7 @@ static void test_lengths_that_lie(void **state)
     LIE(5, put32, 0, "bad status 0"); /* status, and two bytes of request_time */
     LIE(5, put32, 99, "bad status 99");
     LIE(5, put32, 1000, "bad status 1000");
-    LIE(4, put32, 0x04, "bad flags 0x04");
+    LIE(4, put32, 0x08, "bad flags 0x08");
 
     /* max_body: the body length is checked before the chunks are read */
     char err[ERRLEN];

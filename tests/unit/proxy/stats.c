@@ -315,6 +315,11 @@ static void fixture_init(struct fixture *f)
     s->bad_requests = 2;
     s->coalesced_waits = 5;
     s->revalidations = 6;
+    s->esi_pages = 7;
+    s->esi_includes = 21;
+    s->esi_fragment_hits = 18;
+    s->esi_alt = 2;
+    s->esi_errors = 3;
     s->routes = f->routes;
     s->nroutes = 2;
     s->backends = f->backends;
@@ -386,6 +391,13 @@ static void test_json_values(void **state)
                    "    \"hit_ratio\": 0.727273,\n" /* 8 / 11 */
                    "    \"coalesced_waits\": 5,\n"
                    "    \"revalidations\": 6\n"
+                   "  },\n"
+                   "  \"esi\": {\n"
+                   "    \"pages\": 7,\n"
+                   "    \"includes\": 21,\n"
+                   "    \"fragment_hits\": 18,\n"
+                   "    \"alt\": 2,\n"
+                   "    \"errors\": 3\n"
                    "  },\n"
                    "  \"bytes\": {\n"
                    "    \"in\": 1334,\n"
@@ -661,6 +673,8 @@ static void test_prometheus_lines(void **state)
     expect_in(doc, "tessera_purge_log_resets_total 1\n");
     expect_in(doc, "tessera_coalesced_waits_total 5\n");
     expect_in(doc, "tessera_revalidations_total 6\n");
+    expect_in(doc, "tessera_esi_pages_total 7\n");
+    expect_in(doc, "tessera_esi_fragment_hits_total 18\n");
     free(doc);
 }
 
