@@ -1487,13 +1487,23 @@ static enum cache_head_action response_head(struct cache_req *cr, struct worker 
 }
 
 /* A template that is not stored still becomes an object (never inserted
- * anywhere), so that it is served exactly like a stored one. */
+ * anywhere), so that it is served exactly like a stored one.  It answers
+ * this request alone, so its Set-Cookie fields stay. */
 static void start_transient_template(struct cache_req *cr, const char *base,
                                      const struct http_head *resp, int64_t now_ms)
 {
     static const char key[] = "esi-transient";
     struct buf head = {0};
     stored_head(&head, cr->policy, base, resp, true);
+    for (unsigned i = 0; i < resp->nfields; i++) {
+        const struct http_field *f = &resp->fields[i];
+        if (!http_span_is(base, f->name, "set-cookie"))
+            continue;
+        buf_append(&head, base + f->name.off, f->name.len);
+        buf_append(&head, ": ", 2);
+        buf_append(&head, base + f->value.off, f->value.len);
+        buf_append(&head, "\r\n", 2);
+    }
     const struct http_field *etag = http_head_find(base, resp, "etag");
     struct cache_object_meta meta = {
         .primary_key = cr->key ? cr->key : key,

@@ -765,6 +765,13 @@ static void up_on_error(void *owner, const struct upstream_error *err)
     struct stats_backend *bs = backend_stats(c);
     if (bs)
         stats_add(&bs->errors, 1);
+    if (err->started && !c->resp_started) {
+        /* The body was for the cache (a template, a refresh): nothing
+         * went to the client yet, so it can still be told. */
+        cache_req_response_failed(&c->cr, client_now_ms(c));
+        client_error(c, 502, "the upstream's response broke off");
+        return;
+    }
     if (err->started) {
         /* Mid-body: flush what we have, then cut the connection so the
          * client sees an incomplete message, never a complete wrong one. */

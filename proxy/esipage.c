@@ -404,7 +404,8 @@ static void slot_fetch(struct esi_slot *s, const char *src, size_t len)
 }
 
 /* A failure: its alt next, then nothing (onerror="continue"), else the
- * page fails. */
+ * page fails.  Once the page's head is out, the part's head is in its
+ * Cache-Control and ETag: nothing else may take its place, the page fails. */
 static void slot_handle_failure(struct esi_slot *s)
 {
     struct esi_page *p = s->page;
@@ -420,14 +421,14 @@ static void slot_handle_failure(struct esi_slot *s)
         size_t len = s->using_alt ? seg->alt_len : seg->src_len;
         log_info("esi: include \"%.*s\" of %s%s failed: %s", (int)(len < 200 ? len : 200), src,
                  p->host, p->target, why);
-        if (!s->using_alt && seg->alt_len > 0) {
+        if (!s->using_alt && seg->alt_len > 0 && !p->head_sent) {
             s->using_alt = true;
             stats_add(&w->stats.esi_alt, 1);
             slot_fetch(s, seg->alt, seg->alt_len);
             continue;
         }
         slot_reset_response(s);
-        s->state = seg->onerror_continue ? SLOT_EMPTY : SLOT_FAILED;
+        s->state = seg->onerror_continue && !p->head_sent ? SLOT_EMPTY : SLOT_FAILED;
         if (s->state == SLOT_FAILED)
             snprintf(s->fail_buf, sizeof s->fail_buf, "%s", why);
     }
