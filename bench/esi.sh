@@ -19,8 +19,7 @@ start_origin
 ROUNDS=${BENCH_ROUNDS:-3}
 NFRAG=10
 
-# The page URL carries the whole template (about 2 KiB of HTML and 10 fragment URLs, each
-# URL-encoded once more), longer than the default uri_size of 8k.
+# The origin holds the bodies (its /__set): the URLs are as short as a real site's.
 { tessera_conf_common; cat <<EOF; } >"$TMP/tessera.conf"
 route /page/ {
     backend origin;
@@ -40,9 +39,6 @@ route /whole/ {
 }
 route default {
     backend origin;
-}
-limits {
-    uri_size 64k;
 }
 log {
     access off;
@@ -102,8 +98,7 @@ foot_html="</main>
 template=$head_html
 whole=$head_html
 for i in $(seq "$NFRAG"); do
-    # the src as the template holds it: '&' written &amp; (the ESI parser decodes entities)
-    src="/frag/$i?$CC&amp;body=$(urlenc "${frag_html[i]}")"
+    src="/frag/$i?$CC"
     template+="<section class=\"slot\" data-slot=\"$i\"><esi:include src=\"$src\"/></section>
 "
     whole+="<section class=\"slot\" data-slot=\"$i\">${frag_html[i]}</section>
@@ -113,8 +108,15 @@ template+=$foot_html
 whole+=$foot_html
 frag_bytes=0
 for i in $(seq "$NFRAG"); do frag_bytes=$((frag_bytes + ${#frag_html[i]})); done
-PAGE="/page/index.html?ctype=text/html&$CC&body=$(urlenc "$template")"
-WHOLE="/whole/index.html?ctype=text/html&$CC&body=$(urlenc "$whole")"
+set_body() { # set_body PATH TEXT: the origin answers PATH with TEXT
+    [ "$(curl -s --max-time 10 "http://127.0.0.1:$ORIGIN_PORT/__set?path=$1&body=$(urlenc "$2")")" = ok ] ||
+        die "the origin did not take the body of $1"
+}
+for i in $(seq "$NFRAG"); do set_body "/frag/$i" "${frag_html[i]}"; done
+set_body /page/index.html "$template"
+set_body /whole/index.html "$whole"
+PAGE="/page/index.html?ctype=text/html&$CC"
+WHOLE="/whole/index.html?ctype=text/html&$CC"
 printf '%s\n' "$PAGE" >"$TMP/esi.url"
 printf '%s\n' "$WHOLE" >"$TMP/whole.url"
 log "page ${#whole} bytes: $((${#whole} - frag_bytes)) of literal HTML, $NFRAG fragments of $((frag_bytes / NFRAG)) bytes on average; URLs: ESI ${#PAGE}, whole ${#WHOLE} bytes"
@@ -137,7 +139,7 @@ for _ in 1 2 3; do
     done
 done
 for i in $(seq "$NFRAG"); do
-    src="/frag/$i?$CC&body=$(urlenc "${frag_html[i]}")"
+    src="/frag/$i?$CC"
     [ "$(hit_header "$BASE$src" X-Cache)" = HIT ] || die "fragment $i is not a hit after warm-up"
 done
 printf '%s' "$whole" >"$TMP/expected.html"
@@ -173,7 +175,6 @@ for r in $(seq "$ROUNDS"); do
             name=${c%%|*}
             tag=$name.$coding.$r
             rss_kb "$tessera_pid" >"$TMP/$tag.rss0"
-            # measure logs the URL, which holds the whole page here: its log goes to a file
             measure "$name" "$TESSERA_PORT" "${c#*|}" "$tag" "$tessera_pid" 2>"$TMP/$tag.log" ||
                 die "wrk failed for $name $coding: $(cut -c1-300 "$TMP/$tag.log")"
             grep -v '^bench: ' "$TMP/$tag.log" >&2 || true

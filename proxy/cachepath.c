@@ -1035,6 +1035,10 @@ static bool is_conditional_or_range(const char *base, struct http_span name)
 bool cache_req_upstream_keeps_field(const struct cache_req *cr, const char *base,
                                     const struct http_field *f)
 {
+    /* An ESI page's validators are its own (derived from its parts'): the
+     * client's conditions and ranges are never the template's. */
+    if (cr->esi && is_conditional_or_range(base, f->name))
+        return false;
     if (upstream_accept_encoding(cr->compress) && http_span_is(base, f->name, "accept-encoding"))
         return false;
     return !(cr->fetch_full || cr->revalidating) || !is_conditional_or_range(base, f->name);
@@ -1533,7 +1537,9 @@ enum cache_head_action cache_req_response_head(struct cache_req *cr, struct work
                                                struct buf *extra, int64_t now_ms)
 {
     esi_fill_free(&cr->esi_fill);
-    bool template = cr->esi && cr->facts.method_get && esi_response_is_template(cr->esi, base, resp);
+    /* A HEAD on an ESI route was sent upstream as GET (proxy/client.c). */
+    bool template = cr->esi && (cr->facts.method_get || cr->facts.method_head) &&
+                    esi_response_is_template(cr->esi, base, resp);
     if (template) {
         const struct http_field *ce = http_head_find(base, resp, "content-encoding");
         bool gzip = ce && http_span_is(base, ce->value, "gzip");

@@ -394,7 +394,7 @@ static void request_reset(struct client *c)
     cache_req_reset(&c->cr);
     c->route = NULL;
     c->retries = 0;
-    c->head_request = c->idempotent = c->keep_alive = false;
+    c->head_request = c->head_as_get = c->idempotent = c->keep_alive = false;
     c->req_framing = FRAMING_NONE;
     c->req_body = 0;
     c->head_done = c->req_done = c->resp_started = c->resp_done = false;
@@ -634,6 +634,8 @@ static bool up_on_head(void *owner, const char *base, const struct http_head *he
     fr.keep_ctx = c;
     if (!answer_conditionally(c, base, head, &fr) && !answer_range_after_fill(c, has_length))
         client_relay_head(c, base, head, &fr, &extra, http11);
+    if (c->head_as_get)
+        c->discard_body = true; /* fetched as GET for a HEAD: the head alone goes */
     buf_release(&extra);
     client_flush(c);
     return c->state != CS_DEAD;
@@ -828,7 +830,8 @@ static bool upstream_start(struct client *c, int avoid)
 {
     c->t_upstream = ev_now(c->w->loop);
     c->up =
-        upstream_open(c->w, c->wc, c->route->backend, avoid, c->head_request, &upstream_handler, c);
+        upstream_open(c->w, c->wc, c->route->backend, avoid, c->head_request && !c->head_as_get,
+                      &upstream_handler, c);
     if (!c->up)
         return false;
     struct stats_backend *bs = backend_stats(c);
@@ -1022,7 +1025,9 @@ static bool request_head_complete(struct client *c)
     struct buf extra = {0};
     cache_req_upstream_fields(&c->cr, &extra);
     client_etag_conditions(c, &extra);
+    c->head_as_get = c->head_request && c->route->esi.mode != ESI_OFF;
     struct forward_request fr = {
+        .method = c->head_as_get ? "GET" : NULL,
         .target = t.path,
         .target_len = t.path_len,
         .host = t.host_len ? t.host : c->route->backend->servers[0].text,

@@ -80,6 +80,8 @@ struct client {
     bool enc_end_pending;       /* the upstream response ended while bytes were waiting */
     int retries;
     bool head_request;
+    bool head_as_get; /* a HEAD on an ESI route goes upstream as GET: a page's head
+                       * depends on its template's body and its includes */
     bool idempotent;
     bool keep_alive;
     enum body_framing req_framing;

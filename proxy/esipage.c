@@ -65,7 +65,8 @@ struct esi_page {
     unsigned depth;          /* 0 at the top, +1 per include */
     const struct config_esi *limits; /* the top page's route: depth, count, timeout */
     unsigned includes_left;  /* the top page's budget */
-    unsigned char *raw;      /* the template's encoding, contiguous */
+    unsigned char *raw;      /* the template's encoding made contiguous (NULL: decoded in
+                              * place, from the object's one body chunk) */
     struct esi_template tmpl;
     char *host, *target;     /* this page's request, for resolving src */
     struct esi_chain chain;
@@ -531,6 +532,28 @@ static void write_template_fields(const struct esi_page *p, struct buf *out, boo
     }
 }
 
+/* The page varies with whatever its parts vary with: their Vary fields
+ * join the template's (Accept-Encoding aside: fragments are fetched
+ * identity, and the page's own coding says Vary itself). */
+static void write_parts_vary(const struct esi_page *p, struct buf *out)
+{
+    for (size_t i = 0; i < p->tmpl.nsegs; i++) {
+        const struct esi_slot *s = &p->slots[i];
+        if (s->state == SLOT_UNUSED || s->state == SLOT_EMPTY)
+            continue;
+        const char *q = s->head.data ? s->head.data : "";
+        const char *end = q + s->head.len;
+        const char *name, *value;
+        size_t nlen, vlen;
+        while (http_block_next(&q, end, &name, &nlen, &value, &vlen)) {
+            if (nlen != 4 || strncasecmp(name, "vary", 4) != 0 ||
+                (vlen == 15 && strncasecmp(value, "accept-encoding", 15) == 0))
+                continue;
+            buf_appendf(out, "Vary: %.*s\r\n", (int)vlen, value);
+        }
+    }
+}
+
 /* The page's ETag as sent: the derived one, with the coding's suffix. */
 static size_t page_etag(const struct esi_page *p, const struct esi_merge *m, char *out, size_t cap)
 {
@@ -594,6 +617,7 @@ static bool page_send_head(struct esi_page *p)
     buf_appendf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\n", c->status, http_reason_phrase(c->status),
                 worker_date(c->w));
     write_template_fields(p, out, not_modified);
+    write_parts_vary(p, out);
     esi_merge_cache_control(&m, out);
     if (etag_len)
         buf_appendf(out, "ETag: %s\r\n", etag);
@@ -764,20 +788,26 @@ void esi_page_drained(struct esi_page *p)
 
 /* ---- starting and ending ---------------------------------------------------------- */
 
-/* The template's encoding, made contiguous, and decoded. */
+/* The template's encoding, decoded where it lies when the object holds it
+ * in one piece (the client's reference keeps it alive as long as the
+ * page), else made contiguous first. */
 static bool page_load_template(struct esi_page *p)
 {
     const struct cache_object *obj = p->c->cr.obj;
-    p->raw = malloc(obj->body_len ? obj->body_len : 1);
-    if (!p->raw)
-        return false;
-    size_t off = 0;
-    for (size_t i = 0; i < obj->nbody; i++) {
-        memcpy(p->raw + off, obj->body[i].iov_base, obj->body[i].iov_len);
-        off += obj->body[i].iov_len;
+    const unsigned char *enc = obj->nbody == 1 ? obj->body[0].iov_base : NULL;
+    if (!enc) {
+        p->raw = malloc(obj->body_len ? obj->body_len : 1);
+        if (!p->raw)
+            return false;
+        size_t off = 0;
+        for (size_t i = 0; i < obj->nbody; i++) {
+            memcpy(p->raw + off, obj->body[i].iov_base, obj->body[i].iov_len);
+            off += obj->body[i].iov_len;
+        }
+        enc = p->raw;
     }
     char err[128];
-    if (!esi_template_decode(p->raw, obj->body_len, &p->tmpl, err, sizeof err)) {
+    if (!esi_template_decode(enc, obj->body_len, &p->tmpl, err, sizeof err)) {
         log_error("esi: a stored template does not decode: %s", err);
         return false;
     }

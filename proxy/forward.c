@@ -50,7 +50,10 @@ static void append_framing(struct buf *out, enum body_framing framing, uint64_t 
 void forward_request_head(struct buf *out, const char *base, const struct http_head *req,
                           const struct forward_request *fr)
 {
-    buf_append(out, base + req->method.off, req->method.len);
+    if (fr->method)
+        buf_append_str(out, fr->method);
+    else
+        buf_append(out, base + req->method.off, req->method.len);
     buf_append(out, " ", 1);
     buf_append(out, fr->target, fr->target_len);
     buf_append_str(out, " HTTP/1.1\r\n");

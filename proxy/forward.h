@@ -26,6 +26,7 @@ enum body_framing {
 };
 
 struct forward_request {
+    const char *method; /* the method to send; NULL: the request's own */
     const char *target; /* origin-form request target */
     size_t target_len;
     const char *host; /* the Host to send */

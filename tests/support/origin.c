@@ -427,6 +427,7 @@ struct path_stat {
     char *path;
     uint64_t count;
     struct buf last; /* last request head for this path */
+    char *body;      /* set by /__set: the path's body=, unless the request gives one */
 };
 
 static struct {
@@ -469,6 +470,7 @@ static void stats_clear(void)
 {
     for (size_t i = 0; i < stats.n; i++) {
         free(stats.v[i].path);
+        free(stats.v[i].body);
         buf_release(&stats.v[i].last);
     }
     free(stats.v);
@@ -814,6 +816,13 @@ static void demo_body(const struct request *r, struct response *resp, struct buf
 
 /* ---- building a response ------------------------------------------------------- */
 
+/* A body was set for this path with /__set. */
+static bool path_has_body(const struct request *r)
+{
+    const struct path_stat *s = stats_find(r->path, r->path_len, false);
+    return s && s->body;
+}
+
 /* body=TEXT: TEXT with every "$n" replaced by how many requests for this
  * path the origin has answered, this one included (so a test sees which
  * fetch a cached body came from). */
@@ -821,7 +830,8 @@ static void text_body(const struct request *r, struct buf *b)
 {
     const struct path_stat *s = stats_find(r->path, r->path_len, false);
     uint64_t n = s ? s->count : 0;
-    for (const char *p = r->o.body; *p; p++) {
+    const char *text = r->o.body ? r->o.body : s->body;
+    for (const char *p = text; *p; p++) {
         if (p[0] == '$' && p[1] == 'n') {
             buf_printf(b, "%" PRIu64, n);
             p++;
@@ -839,6 +849,13 @@ static void internal_body(const struct request *r, struct response *resp, struct
         buf_printf(b, "%" PRIu64 "\n", p ? (s ? s->count : 0) : stats.total);
     } else if (path_is(r, "/__reset")) {
         stats_clear();
+        buf_str(b, "ok\n");
+    } else if (path_is(r, "/__set") && p != NULL && r->o.body != NULL) {
+        struct path_stat *st = stats_find(p, strlen(p), true);
+        free(st->body);
+        st->body = strdup(r->o.body);
+        if (st->body == NULL)
+            abort();
         buf_str(b, "ok\n");
     } else if (path_is(r, "/__last") && s != NULL) {
         buf_append(b, s->last.p, s->last.len);
@@ -940,7 +957,7 @@ static void response_build(struct conn *c)
         b.len = 0;
         buf_append(&b, r->head.p, r->head.len);
         buf_append(&b, r->body.p, r->body.len);
-    } else if (!internal && o->body) {
+    } else if (!internal && (o->body || path_has_body(r))) {
         b.len = 0;
         text_body(r, &b);
     }
@@ -1526,7 +1543,9 @@ static void usage(FILE *f)
           "                    identity.  No Vary is added (hdr= can).  len <= 64M\n"
           "  continue=0        ignore Expect: 100-continue\n"
           "  noreply=1         never answer;  closenow=1  close after the head\n"
-          "Introspection: /__count[?path=P]  /__reset  /__last?path=P\n",
+          "Introspection: /__count[?path=P]  /__reset  /__last?path=P\n"
+          "Bodies: /__set?path=P&body=TEXT: later requests for path P without a body=\n"
+          "  get TEXT (\"$n\" replaced as for body=); /__reset forgets them\n",
           f);
 }
 
