@@ -1260,6 +1260,15 @@ static void client_serve_hit(struct client *c)
         client_serve_inflated(c);
         return;
     }
+    if (c->subrequest && c->slot && esi_slot_serve_object(c->slot, c->cr.obj, c->cr.age_ms)) {
+        /* An include answered by a stored fragment: its page writes it
+         * from the object itself. */
+        c->status = c->cr.obj->status;
+        c->resp_started = c->resp_done = true;
+        c->resp_body = c->cr.obj->body_len;
+        request_end(c);
+        return;
+    }
     bool http11 = c->req.major == 1 && c->req.minor >= 1;
     if (!c->keep_alive || c->w->draining)
         c->close_after = true;

@@ -56,6 +56,8 @@ struct esi_slot {
     int status;
     struct inflater *inflater; /* a gzip fragment */
     struct buf body;           /* decoded body bytes not yet written */
+    struct cache_object *obj;  /* or: a stored fragment, served from itself */
+    size_t obj_off;            /* its next body byte to write */
     ev_timer timer;            /* esi_timeout */
 };
 
@@ -75,6 +77,7 @@ struct esi_page {
     size_t lit_off;          /* bytes of the current literal written */
     bool head_sent;
     bool out_blocked;        /* stopped at OUT_HIGH_WATER: esi_page_drained resumes */
+    struct buf pending;      /* body bytes gathered by page_emit(), sent by page_flush() */
     ev_timer pump;
 };
 
@@ -271,6 +274,25 @@ void esi_slot_detach(struct esi_slot *s)
     s->child = NULL;
 }
 
+bool esi_slot_serve_object(struct esi_slot *s, struct cache_object *obj, int64_t age_ms)
+{
+    if (s->state != SLOT_FETCHING || s->fail_why || s->head.len > 0 || obj->status < 200 ||
+        obj->status > 299)
+        return false;
+    buf_append(&s->head, obj->head, obj->head_len);
+    buf_appendf(&s->head, "Age: %" PRId64 "\r\n", cache_age_header_seconds(age_ms));
+    if (s->head.oom) {
+        buf_release(&s->head);
+        return false;
+    }
+    s->obj = cache_object_ref(obj);
+    s->obj_off = 0;
+    s->status = obj->status;
+    s->state = SLOT_DONE;
+    page_schedule(s->page);
+    return true;
+}
+
 /* ---- starting an include ------------------------------------------------------ */
 
 /* The subrequest stops being ours: it is closed, or (worker shutdown) left
@@ -293,6 +315,7 @@ static void slot_reset_response(struct esi_slot *s)
     buf_release(&s->head);
     buf_release(&s->body);
     inflater_free(&s->inflater);
+    cache_object_release(&s->obj);
     s->in_value = false;
     s->status = 0;
     s->blocked = false;
@@ -445,6 +468,7 @@ static void slot_release(struct esi_slot *s, bool close)
     buf_release(&s->head);
     buf_release(&s->body);
     inflater_free(&s->inflater);
+    cache_object_release(&s->obj);
 }
 
 /* ---- the page's head ---------------------------------------------------------- */
@@ -650,69 +674,118 @@ static bool page_send_head(struct esi_page *p)
 
 /* ---- the page's body ----------------------------------------------------------- */
 
-static bool page_write(struct esi_page *p, const char *data, size_t n)
+/* Send what page_emit() gathered in p->pending as one piece: one chunk,
+ * one encoder write (one flush of the compressor) per step, not one per
+ * part.  False when the coding failed (the client is then closed). */
+static bool page_flush(struct esi_page *p)
 {
     struct client *c = p->c;
+    size_t n = buf_pending(&p->pending);
     if (n == 0)
         return true;
-    if (encoder_active(&c->enc))
-        return encoder_write(&c->enc, data, n);
-    if (c->resp_framing == FRAMING_CHUNKED)
-        client_write_chunk(c, data, n);
-    else
-        client_write(c, data, n);
-    c->resp_body += n;
-    return !c->out.oom;
+    const char *data = p->pending.data + p->pending.off;
+    bool ok = true;
+    if (p->pending.oom) {
+        ok = false;
+    } else if (encoder_active(&c->enc)) {
+        ok = encoder_write(&c->enc, data, n);
+    } else {
+        if (c->resp_framing == FRAMING_CHUNKED)
+            client_write_chunk(c, data, n);
+        else
+            client_write(c, data, n);
+        c->resp_body += n;
+        ok = !c->out.oom;
+    }
+    buf_reset(&p->pending);
+    if (!ok) {
+        log_warn("client %s: ESI page coding failed: %s", c->addr,
+                 c->enc.err[0] ? c->enc.err : "out of memory");
+        client_close(c);
+    }
+    return ok;
 }
 
-/* Write what is ready, in order.  False when the client was closed. */
+/* The next bytes of the current segment that are ready: *data, *n (0 with
+ * false when the include is not there yet; true with n 0 when the segment
+ * is over). */
+static bool segment_next(struct esi_page *p, const char **data, size_t *n)
+{
+    const struct esi_segment *seg = &p->tmpl.segs[p->cur];
+    struct esi_slot *s = &p->slots[p->cur];
+    *n = 0;
+    if (seg->kind == ESI_LITERAL) {
+        *data = seg->text + p->lit_off;
+        *n = seg->len - p->lit_off < EMIT_STEP ? seg->len - p->lit_off : EMIT_STEP;
+        return true;
+    }
+    if (buf_pending(&s->body) > 0) {
+        *data = s->body.data + s->body.off;
+        *n = buf_pending(&s->body) < EMIT_STEP ? buf_pending(&s->body) : EMIT_STEP;
+        return true;
+    }
+    if (s->obj && s->obj_off < s->obj->body_len) {
+        struct iovec iov;
+        cache_object_body_iov(s->obj, s->obj_off, &iov, 1);
+        *data = iov.iov_base;
+        *n = iov.iov_len < EMIT_STEP ? iov.iov_len : EMIT_STEP;
+        return true;
+    }
+    return s->state == SLOT_DONE || s->state == SLOT_EMPTY;
+}
+
+/* n bytes of the current segment were gathered: move on. */
+static void segment_advance(struct esi_page *p, size_t n)
+{
+    const struct esi_segment *seg = &p->tmpl.segs[p->cur];
+    struct esi_slot *s = &p->slots[p->cur];
+    if (seg->kind == ESI_LITERAL) {
+        p->lit_off += n;
+        if (p->lit_off == seg->len) {
+            p->cur++;
+            p->lit_off = 0;
+        }
+        return;
+    }
+    if (n == 0) { /* the include is over */
+        slot_release(s, true);
+        s->state = SLOT_DONE;
+        p->cur++;
+        return;
+    }
+    if (s->obj) {
+        s->obj_off += n;
+        return;
+    }
+    buf_consume(&s->body, n);
+    if (buf_pending(&s->body) == 0)
+        buf_release(&s->body);
+    if (s->blocked && s->child) {
+        s->blocked = false;
+        client_flush(s->child); /* only buffers in this slot */
+    }
+}
+
+/* Gather what is ready, in order, and send it.  False when the client was
+ * closed. */
 static bool page_emit(struct esi_page *p)
 {
     struct client *c = p->c;
     while (p->cur < p->tmpl.nsegs) {
-        if (buf_pending(&c->out) >= OUT_HIGH_WATER) {
+        if (buf_pending(&c->out) + buf_pending(&p->pending) >= OUT_HIGH_WATER) {
             p->out_blocked = true;
-            return true;
+            break;
         }
-        const struct esi_segment *seg = &p->tmpl.segs[p->cur];
-        struct esi_slot *s = &p->slots[p->cur];
-        const char *data;
+        const char *data = NULL;
         size_t n;
-        if (seg->kind == ESI_LITERAL) {
-            data = seg->text + p->lit_off;
-            n = seg->len - p->lit_off < EMIT_STEP ? seg->len - p->lit_off : EMIT_STEP;
-            p->lit_off += n;
-            if (p->lit_off == seg->len) {
-                p->cur++;
-                p->lit_off = 0;
-            }
-        } else if (buf_pending(&s->body) > 0) {
-            data = s->body.data + s->body.off;
-            n = buf_pending(&s->body) < EMIT_STEP ? buf_pending(&s->body) : EMIT_STEP;
-        } else if (s->state == SLOT_DONE || s->state == SLOT_EMPTY) {
-            slot_release(s, true);
-            s->state = SLOT_DONE;
-            p->cur++;
-            continue;
-        } else {
-            return true; /* waiting for this include */
-        }
-        if (!page_write(p, data, n)) {
-            log_warn("client %s: ESI page coding failed: %s", c->addr, c->enc.err);
-            client_close(c);
+        if (!segment_next(p, &data, &n))
+            break; /* waiting for this include */
+        buf_append(&p->pending, data, n);
+        segment_advance(p, n);
+        if (buf_pending(&p->pending) >= EMIT_STEP && !page_flush(p))
             return false;
-        }
-        if (seg->kind == ESI_INCLUDE) {
-            buf_consume(&s->body, n);
-            if (buf_pending(&s->body) == 0)
-                buf_release(&s->body);
-            if (s->blocked && s->child) {
-                s->blocked = false;
-                client_flush(s->child); /* only buffers in this slot */
-            }
-        }
     }
-    return true;
+    return page_flush(p);
 }
 
 static void page_end(struct esi_page *p)
@@ -899,6 +972,7 @@ void esi_page_free(struct esi_page **pp, bool close_subrequests)
         slot_release(&p->slots[i], close_subrequests);
     free(p->slots);
     esi_template_clear(&p->tmpl);
+    buf_release(&p->pending);
     free(p->raw);
     free(p->host);
     free(p->target);
