@@ -644,7 +644,7 @@ static bool page_send_head(struct esi_page *p)
     write_parts_vary(p, out);
     esi_merge_cache_control(&m, out);
     if (etag_len)
-        buf_appendf(out, "ETag: %s\r\n", etag);
+        buf_appendf(out, "ETag: %.*s\r\n", (int)etag_len, etag);
     if (c->encode.vary)
         buf_append_str(out, "Vary: Accept-Encoding\r\n");
     if (!not_modified && c->encode.action == ENCODE_COMPRESS)

@@ -484,6 +484,7 @@ static void test_a_fragment_is_fetched_once_for_many_pages(void **state)
         assert_int_equal(
             client_send_request(conn[i], "GET", pages[i], "Host: " HOST, (const char *)NULL), 0);
     for (int i = 0; i < 3; i++) {
+        http_response_clear(&r[i]);
         expect_ok(client_read_response(conn[i], 0, &r[i], READ_MS));
         expect_page(&r[i], S("<%d>T1</%d>", i, i));
     }
@@ -727,6 +728,7 @@ static void test_a_failure_after_the_head_cuts_the_connection(void **state)
     conn[1] = client_connect(h.port, READ_MS);
     assert_non_null(conn[1]);
     assert_int_equal(client_send_request(conn[1], "GET", p, "Host: " HOST, (const char *)NULL), 0);
+    http_response_clear(&r[0]);
     int rc = client_read_response(conn[1], 0, &r[0], READ_MS);
     if (rc != CLIENT_EOF && rc != CLIENT_ERROR)
         fail_msg("client rc %d (status %d, complete %d), expected the connection cut", rc,
@@ -1299,15 +1301,19 @@ static void test_pages_on_one_connection(void **state)
                         "GET %s HTTP/1.1\r\nHost: " HOST "\r\nAccept-Encoding: gzip\r\n\r\n",
                         p2, p1, p2);
     assert_int_equal(client_send(conn[1], req, strlen(req)), 0);
+    http_response_clear(&r[0]);
     expect_ok(client_read_response(conn[1], 0, &r[0], READ_MS));
     expect_page(&r[0], "<2>KL</2>");
+    http_response_clear(&r[1]);
     expect_ok(client_read_response(conn[1], 0, &r[1], READ_MS));
     expect_page(&r[1], "<1>K</1>");
+    http_response_clear(&r[2]);
     expect_ok(client_read_response(conn[1], 0, &r[2], READ_MS));
     expect_decoded(&r[2], "gzip", "<2>KL</2>");
     assert_false(r[2].closed);
     /* and once more on the same connection */
     assert_int_equal(client_send_request(conn[1], "GET", p1, "Host: " HOST, (const char *)NULL), 0);
+    http_response_clear(&r[3]);
     expect_ok(client_read_response(conn[1], 0, &r[3], READ_MS));
     expect_page(&r[3], "<1>K</1>");
 
@@ -1316,6 +1322,7 @@ static void test_pages_on_one_connection(void **state)
     conn[2] = client_connect(h.port, READ_MS);
     assert_non_null(conn[2]);
     assert_int_equal(client_sendf(conn[2], "GET %s HTTP/1.0\r\nHost: " HOST "\r\n\r\n", p2), 0);
+    http_response_clear(&r[4]);
     expect_ok(client_read_response(conn[2], 0, &r[4], READ_MS));
     expect_page(&r[4], "<2>KL</2>");
     assert_false(r[4].chunked);
@@ -1419,6 +1426,7 @@ static void test_an_include_slower_than_esi_timeout_fails(void **state)
     conn[1] = client_connect(h.port, READ_MS);
     assert_non_null(conn[1]);
     assert_int_equal(client_send_request(conn[1], "GET", p, "Host: " HOST, (const char *)NULL), 0);
+    http_response_clear(&r[2]);
     int rc = client_read_response(conn[1], 0, &r[2], READ_MS);
     if (rc != CLIENT_EOF && rc != CLIENT_ERROR)
         fail_msg("client rc %d (status %d), expected the connection cut", rc, r[2].status);
