@@ -634,8 +634,15 @@ static bool up_on_head(void *owner, const char *base, const struct http_head *he
     fr.keep_ctx = c;
     if (!answer_conditionally(c, base, head, &fr) && !answer_range_after_fill(c, has_length))
         client_relay_head(c, base, head, &fr, &extra, http11);
-    if (c->head_as_get)
-        c->discard_body = true; /* fetched as GET for a HEAD: the head alone goes */
+    if (c->head_as_get && c->state != CS_DEAD) {
+        /* Fetched as GET for a HEAD, and not a template: the head alone
+         * goes, and the body is not worth reading. */
+        upstream_abort(&c->up);
+        cache_req_response_failed(&c->cr, client_now_ms(c));
+        c->resp_done = true;
+        client_flush(c);
+        return false;
+    }
     buf_release(&extra);
     client_flush(c);
     return c->state != CS_DEAD;
@@ -1502,6 +1509,8 @@ static ev_tstamp client_deadline(const struct client *c, int *status)
             *status = -2; /* memcached did not answer in time: go on without it */
             return (ev_tstamp)c->cr.remote_until_ms / 1000.0;
         }
+        if (client_writing(c) && c->subrequest)
+            return 0; /* it waits for its page, whose client has the timeouts */
         if (client_writing(c))
             return c->t_activity + (ev_tstamp)lim->idle_timeout_ms / 1000.0;
         if (c->state == CS_PROXY && !c->req_done && !upstream_backlogged(c)) {

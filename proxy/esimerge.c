@@ -106,6 +106,14 @@ static void note_freshness(struct esi_merge *m, int64_t fresh_s)
     m->nparts++;
 }
 
+void esi_merge_add_source(struct esi_merge *m, const char *src, size_t len)
+{
+    /* A 0 byte first: a source can never be taken for a tag (which starts
+     * with '"' or 'W'). */
+    m->hash = XXH3_64bits_withSeed("", 1, m->hash);
+    m->hash = XXH3_64bits_withSeed(src, len, m->hash);
+}
+
 /* Fold the part's ETag into the hash, or note that the page has none. */
 static void note_etag(struct esi_merge *m, const char *base, const struct http_head *head)
 {

@@ -65,6 +65,12 @@ void esi_merge_init(struct esi_merge *m);
 void esi_merge_add(struct esi_merge *m, const char *base, const struct http_head *head,
                    int64_t now_ms);
 
+/* esi_merge_add_source: where the next part came from (the URL an include
+ * was answered from: its src or its alt), folded into the ETag, so that
+ * two pages whose parts carry equal tags from different resources never
+ * share an ETag.  Call before that part's esi_merge_add(). */
+void esi_merge_add_source(struct esi_merge *m, const char *src, size_t len);
+
 /* esi_merge_add_empty: a part that failed and was left empty
  * (onerror="continue"): no freshness (0: the page is not to be kept with a
  * hole in it) and no ETag. */

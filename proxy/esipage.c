@@ -24,8 +24,14 @@
 #include "proxy/router.h"
 #include "proxy/stats.h"
 
-/* Body bytes a slot holds before its subrequest waits for the page. */
+/* Body bytes a slot holds before its subrequest waits for the page, once
+ * the page's head is out. */
 #define SLOT_BUFFER_MAX ((size_t)256 * 1024)
+/* Body bytes all the slots of a page may hold before its head is out: none
+ * of them waits then (a subrequest that waits could be the fill another
+ * include of the page is waiting for, and the head waits for every
+ * include); a page that needs more fails. */
+#define PAGE_HOLD_MAX ((size_t)8 * 1024 * 1024)
 /* Longest response head a fragment may have. */
 #define SLOT_HEAD_MAX ((size_t)64 * 1024)
 /* Most bytes written to the client in one step. */
@@ -58,7 +64,9 @@ struct esi_slot {
     struct buf body;           /* decoded body bytes not yet written */
     struct cache_object *obj;  /* or: a stored fragment, served from itself */
     size_t obj_off;            /* its next body byte to write */
-    ev_timer timer;            /* esi_timeout */
+    ev_timer timer;            /* esi_timeout: runs while the include waits for its
+                                * server, not while it waits for the page */
+    ev_tstamp timer_left;      /* what was left of it when it was paused */
 };
 
 struct esi_page {
@@ -77,11 +85,13 @@ struct esi_page {
     size_t lit_off;          /* bytes of the current literal written */
     bool head_sent;
     bool out_blocked;        /* stopped at OUT_HIGH_WATER: esi_page_drained resumes */
+    bool finished;           /* answered otherwise (502, 412): nothing more to do */
     struct buf pending;      /* body bytes gathered by page_emit(), sent by page_flush() */
     ev_timer pump;
 };
 
 static void page_pump(struct esi_page *p);
+static void page_finish(struct esi_page *p);
 
 static struct worker *page_worker(const struct esi_page *p)
 {
@@ -181,7 +191,9 @@ static int on_headers_complete(llhttp_t *parser)
     }
     s->state = SLOT_STREAMING;
     page_schedule(s->page);
-    return 0;
+    /* Stop at the end of a gzip head: esi_slot_take() feeds the body in
+     * slices from here on. */
+    return s->inflater ? HPE_PAUSED : 0;
 }
 
 static int on_body(llhttp_t *parser, const char *at, size_t n)
@@ -229,6 +241,55 @@ static bool slot_settled(const struct esi_slot *s)
            s->state == SLOT_FAILED;
 }
 
+/* Body bytes the slots of p hold. */
+static size_t page_held(const struct esi_page *p)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < p->tmpl.nsegs; i++)
+        n += buf_pending(&p->slots[i].body);
+    return n;
+}
+
+/* How many more body bytes s may hold now (see SLOT_BUFFER_MAX and
+ * PAGE_HOLD_MAX). */
+static size_t slot_room(const struct esi_slot *s)
+{
+    if (!s->page->head_sent) {
+        size_t held = page_held(s->page);
+        return held < PAGE_HOLD_MAX ? PAGE_HOLD_MAX - held : 0;
+    }
+    size_t held = buf_pending(&s->body);
+    return held < SLOT_BUFFER_MAX ? SLOT_BUFFER_MAX - held : 0;
+}
+
+/* The subrequest waits for the page: its esi_timeout stops meanwhile. */
+static void slot_block(struct esi_slot *s)
+{
+    if (s->blocked)
+        return;
+    s->blocked = true;
+    struct ev_loop *loop = page_worker(s->page)->loop;
+    if (ev_is_active(&s->timer)) {
+        s->timer_left = ev_timer_remaining(loop, &s->timer);
+        ev_timer_stop(loop, &s->timer);
+    }
+}
+
+/* ... and goes on. */
+static void slot_unblock(struct esi_slot *s)
+{
+    if (!s->blocked)
+        return;
+    s->blocked = false;
+    if (s->timer_left > 0 && !slot_settled(s)) {
+        ev_timer_set(&s->timer, s->timer_left, 0);
+        ev_timer_start(page_worker(s->page)->loop, &s->timer);
+    }
+    s->timer_left = 0;
+    if (s->child)
+        client_flush(s->child); /* only buffers in this slot */
+}
+
 size_t esi_slot_take(struct esi_slot *s, const struct iovec *iov, size_t niov)
 {
     size_t total = 0;
@@ -236,25 +297,40 @@ size_t esi_slot_take(struct esi_slot *s, const struct iovec *iov, size_t niov)
         total += iov[i].iov_len;
     if (slot_settled(s))
         return total; /* nothing more is wanted from it: dropped */
-    size_t held = buf_pending(&s->body);
-    size_t room = held < SLOT_BUFFER_MAX ? SLOT_BUFFER_MAX - held : 0;
-    if (room == 0) {
-        s->blocked = true;
-        return 0;
-    }
     size_t taken = 0;
-    for (size_t i = 0; i < niov && taken < room && !slot_settled(s); i++) {
-        size_t n = iov[i].iov_len < room - taken ? iov[i].iov_len : room - taken;
-        llhttp_errno_t err = llhttp_execute(&s->parser, iov[i].iov_base, n);
-        if (err != HPE_OK)
+    for (size_t i = 0, off = 0; i < niov && !slot_settled(s);) {
+        size_t room = slot_room(s);
+        if (room == 0)
+            break;
+        size_t n = iov[i].iov_len - off < room ? iov[i].iov_len - off : room;
+        /* A gzip body grows by up to the inflate ratio: fed in slices
+         * that cannot overshoot the room by more than one slice's worth. */
+        size_t slice = room / ENCODE_INFLATE_MAX_RATIO > 64 ? room / ENCODE_INFLATE_MAX_RATIO : 64;
+        if (s->inflater && n > slice)
+            n = slice;
+        const char *at = (const char *)iov[i].iov_base + off;
+        llhttp_errno_t err = llhttp_execute(&s->parser, at, n);
+        if (err == HPE_PAUSED) {
+            n = (size_t)(llhttp_get_error_pos(&s->parser) - at);
+            llhttp_resume(&s->parser);
+        } else if (err != HPE_OK) {
             slot_fail(s, "the fragment's response is malformed");
+        }
         taken += n;
+        off += n;
+        if (off == iov[i].iov_len) {
+            i++;
+            off = 0;
+        }
     }
     if (slot_settled(s))
         taken = total;
-    s->blocked = taken < total;
+    if (taken < total && !s->page->head_sent)
+        slot_fail(s, "the page's includes are larger than it may hold before its head");
+    else if (taken < total)
+        slot_block(s);
     page_schedule(s->page);
-    return taken;
+    return slot_settled(s) ? total : taken;
 }
 
 void esi_slot_closed(struct esi_slot *s)
@@ -319,6 +395,7 @@ static void slot_reset_response(struct esi_slot *s)
     s->in_value = false;
     s->status = 0;
     s->blocked = false;
+    s->timer_left = 0;
     s->fail_why = NULL;
     s->child_closed = false;
 }
@@ -511,6 +588,10 @@ static void merge_parts(struct esi_page *p, struct esi_merge *m, int64_t now_ms)
         }
         struct http_head h = {0};
         http_head_parse_block(s->head.data ? s->head.data : "", s->head.len, &h);
+        if (s->using_alt)
+            esi_merge_add_source(m, s->seg->alt, s->seg->alt_len);
+        else
+            esi_merge_add_source(m, s->seg->src, s->seg->src_len);
         esi_merge_add(m, s->head.data ? s->head.data : "", &h, now_ms);
         http_head_free(&h);
     }
@@ -628,6 +709,7 @@ static bool page_send_head(struct esi_page *p)
     enum cache_precondition_result pre = cache_evaluate_preconditions(&hr.pre, &v, now_ms);
     hit_request_release(&hr);
     if (pre == PRECONDITION_FAILED) {
+        page_finish(p);
         client_fail(c, 412, "precondition failed");
         return false;
     }
@@ -760,10 +842,8 @@ static void segment_advance(struct esi_page *p, size_t n)
     buf_consume(&s->body, n);
     if (buf_pending(&s->body) == 0)
         buf_release(&s->body);
-    if (s->blocked && s->child) {
-        s->blocked = false;
-        client_flush(s->child); /* only buffers in this slot */
-    }
+    if (s->blocked && slot_room(s) > 0)
+        slot_unblock(s);
 }
 
 /* Gather what is ready, in order, and send it.  False when the client was
@@ -818,14 +898,24 @@ static void page_fail(struct esi_page *p, const struct esi_slot *s)
         client_close(c);
         return;
     }
+    page_finish(p);
     client_fail(c, 502, why);
+}
+
+/* The page is answered otherwise (an error): its includes stop now, not
+ * when the error has been written. */
+static void page_finish(struct esi_page *p)
+{
+    p->finished = true;
+    for (size_t i = 0; i < p->tmpl.nsegs; i++)
+        slot_release(&p->slots[i], true);
 }
 
 static void page_pump(struct esi_page *p)
 {
     struct client *c = p->c;
     ev_timer_stop(page_worker(p)->loop, &p->pump);
-    if (c->state == CS_DEAD)
+    if (c->state == CS_DEAD || p->finished)
         return;
     for (size_t i = 0; i < p->tmpl.nsegs; i++) {
         struct esi_slot *s = &p->slots[i];
@@ -894,14 +984,20 @@ static bool page_identity(struct esi_page *p)
     const struct client *c = p->c;
     const char *base = c->in.data;
     const struct http_field *host = http_head_find(base, &c->req, "host");
+    const char *h = host ? base + host->value.off : "";
+    size_t hlen = host ? host->value.len : 0;
     const char *t = base + c->req.target.off;
     size_t tlen = c->req.target.len;
-    if (tlen >= 7 && strncasecmp(t, "http://", 7) == 0) { /* absolute-form */
+    if (tlen >= 7 && strncasecmp(t, "http://", 7) == 0) {
+        /* absolute-form: its authority is the host (RFC 9112 3.2.2), as
+         * the router saw it */
         const char *slash = memchr(t + 7, '/', tlen - 7);
+        h = t + 7;
+        hlen = slash ? (size_t)(slash - h) : tlen - 7;
         tlen = slash ? tlen - (size_t)(slash - t) : 1;
         t = slash ? slash : "/";
     }
-    p->host = host ? strndup(base + host->value.off, host->value.len) : strdup("");
+    p->host = strndup(h, hlen);
     p->target = strndup(t, tlen);
     if (!p->host || !p->target)
         return false;

@@ -1574,6 +1574,110 @@ static void test_parts_stream_before_a_slow_include(void **state)
         fail_msg("the page ended after %ld ms, before the slow include's body", total);
 }
 
+/* ---- review findings: big includes, slow clients, gzip, HEAD, host ------------- */
+
+/* The origin's len=N body: byte i is 'a' + i % 26.  Checks body[off..off+n). */
+static void expect_pattern_at(const char *body, size_t off, size_t n, int line)
+{
+    for (size_t i = 0; i < n; i++)
+        if (body[off + i] != (char)('a' + i % 26))
+            fail_msg("line %d: byte %zu of the fragment is '%c'", line, i, body[off + i]);
+}
+
+/* One big fragment twice in a page, not stored yet: the second include
+ * waits for the fill the first one leads, and the page's head waits for
+ * both; the first include must not wait for the page meanwhile (that was
+ * a deadlock until esi_timeout, and a 502). */
+static void test_a_big_fragment_included_twice_is_fetched_once(void **state)
+{
+    (void)state;
+    const size_t n = 2000000;
+    const char *f = "/frag/big-twice?len=2000000";
+    const char *p = page("/page/big-twice", NULL, S("[%s|%s]", inc(f), inc(f)));
+    get(&r[0], p, (const char *)NULL);
+    assert_int_equal(r[0].status, 200);
+    assert_int_equal(r[0].body_len, 2 * n + 3);
+    assert_int_equal(r[0].body[0], '[');
+    expect_pattern_at(r[0].body, 1, n, __LINE__);
+    assert_int_equal(r[0].body[1 + n], '|');
+    expect_pattern_at(r[0].body, 2 + n, n, __LINE__);
+    expect_upstream("/frag/big-twice", 1);
+}
+
+/* esi_timeout counts the time an include waits for its server, not for
+ * the page's client: a client that reads late still gets the whole page. */
+static void test_a_slow_client_does_not_time_out_an_include(void **state)
+{
+    (void)state;
+    const size_t n = 6000000; /* far more than the socket buffers and the slot hold */
+    const char *p = page("/slow/late-reader", NULL, S("<%s>", inc("/frag/late?len=6000000")));
+    conn[1] = client_connect(h.port, READ_MS);
+    assert_non_null(conn[1]);
+    assert_int_equal(client_send_request(conn[1], "GET", p, "Host: " HOST, (const char *)NULL), 0);
+    sleep_ms(1000); /* esi_timeout is 300ms on /slow/ */
+    http_response_clear(&r[0]);
+    expect_ok(client_read_response(conn[1], 0, &r[0], READ_MS));
+    assert_int_equal(r[0].status, 200);
+    assert_int_equal(r[0].body_len, n + 2);
+    expect_pattern_at(r[0].body, 1, n, __LINE__);
+}
+
+/* A gzip fragment is inflated in steps the slot can hold: a client that
+ * does not read makes the include wait, whatever the gzip inflates to. */
+static void test_a_gzip_fragment_is_inflated_in_bounded_steps(void **state)
+{
+    (void)state;
+    const size_t n = 60000000; /* about 170 KB of gzip */
+    const char *p = page("/page/gzip-bomb", NULL,
+                         S("<%s>", inc("/frag/gzip-bomb?len=60000000&gzip=always")));
+    long rss0 = proc_rss_kb(h.tessera->pid);
+    assert_true(rss0 > 0);
+    conn[1] = client_connect(h.port, READ_MS);
+    assert_non_null(conn[1]);
+    assert_int_equal(client_send_request(conn[1], "GET", p, "Host: " HOST, (const char *)NULL), 0);
+    sleep_ms(800);
+    long rss1 = proc_rss_kb(h.tessera->pid);
+    print_message("      tessera RSS %ld kB before, %ld kB with the reader stalled\n", rss0, rss1);
+    if (rss1 - rss0 > 24 * 1024)
+        fail_msg("RSS grew by %ld kB while the client did not read", rss1 - rss0);
+    http_response_clear(&r[0]);
+    expect_ok(client_read_response(conn[1], 0, &r[0], 20000));
+    assert_int_equal(r[0].status, 200);
+    assert_int_equal(r[0].body_len, n + 2);
+    expect_pattern_at(r[0].body, 1, n, __LINE__);
+}
+
+/* A HEAD on an ESI route goes upstream as GET; when the answer is not a
+ * template, the head is relayed and the body is not read. */
+static void test_head_of_a_plain_response_on_an_esi_route_reads_no_body(void **state)
+{
+    (void)state;
+    head(&r[0], "/page/plain-big.bin?ctype=application/octet-stream&len=50000000",
+         (const char *)NULL);
+    assert_int_equal(r[0].status, 200);
+    expect_header(&r[0], "Content-Length", "50000000");
+    assert_int_equal(r[0].body_len, 0);
+    const char *last = origin_last("/page/plain-big.bin");
+    assert_non_null(strstr(last, "GET /page/plain-big.bin"));
+    /* the body was not read: tessera still answers at once */
+    get(&r[1], page("/page/after-head", NULL, "<p>ok</p>"), (const char *)NULL);
+    expect_page(&r[1], "<p>ok</p>");
+}
+
+/* A request in absolute-form: its authority is the page's host (as the
+ * router saw it), not a Host field that says otherwise. */
+static void test_the_page_host_of_an_absolute_form_request(void **state)
+{
+    (void)state;
+    const char *p = page("/abs/absolute-form", NULL,
+                         S("<%s|%s>", inc("/frag/rel-af?body=R"),
+                           inc("http://elsewhere.test/frag/abs-af?body=X")));
+    get(&r[0], S("http://" HOST "%s", p), "Host: elsewhere.test", (const char *)NULL);
+    assert_int_equal(r[0].status, 502);
+    assert_non_null(strstr(r[0].body, "esi_allow_hosts"));
+    expect_upstream("/frag/abs-af", 0);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_teardown(f, teardown)
@@ -1608,6 +1712,11 @@ int main(void)
         T(test_stats_count_one_page_exactly),
         T(test_the_access_log_marks_subrequests),
         T(test_parts_stream_before_a_slow_include),
+        T(test_a_big_fragment_included_twice_is_fetched_once),
+        T(test_a_slow_client_does_not_time_out_an_include),
+        T(test_a_gzip_fragment_is_inflated_in_bounded_steps),
+        T(test_head_of_a_plain_response_on_an_esi_route_reads_no_body),
+        T(test_the_page_host_of_an_absolute_form_request),
     };
 #undef T
     return cmocka_run_group_tests_name("esi", tests, group_setup, group_teardown);

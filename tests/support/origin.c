@@ -164,6 +164,7 @@ static void pattern_copy(char *dst, uint64_t offset, size_t n)
 struct opts {
     int status; /* 0: not given */
     bool has_len, chunked, close, echo, cont, noreply, closenow, has_abort, gzip, words;
+    bool gzip_always; /* gzip=always: whatever the request accepts */
     uint64_t len, abort;
     size_t chunk;
     long delay, body_delay, drip;       /* -1: not given */
@@ -309,7 +310,7 @@ static bool opts_set(struct opts *o, const char *k, const char *v, const char **
         else if (strcmp(k, "closenow") == 0)
             o->closenow = on;
         else if (strcmp(k, "gzip") == 0)
-            o->gzip = on;
+            o->gzip = on, o->gzip_always = strcmp(v, "always") == 0;
         else if (strcmp(k, "words") == 0)
             o->words = on;
         /* anything else (cache busters like v=2) is ignored */
@@ -974,7 +975,7 @@ static void response_build(struct conn *c)
         resp->pattern = true;
         resp->total = o->len;
     }
-    if (!internal && o->gzip && request_takes_gzip(r))
+    if (!internal && o->gzip && (o->gzip_always || request_takes_gzip(r)))
         response_gzip(resp);
     if (!internal && o->status)
         resp->status = o->status;
@@ -1541,6 +1542,7 @@ static void usage(FILE *f)
           "                    the gzip bytes, or chunks of them with chunked=1) when\n"
           "                    the request's Accept-Encoding mentions gzip; else\n"
           "                    identity.  No Vary is added (hdr= can).  len <= 64M\n"
+          "  gzip=always       the same, whatever the request accepts\n"
           "  continue=0        ignore Expect: 100-continue\n"
           "  noreply=1         never answer;  closenow=1  close after the head\n"
           "Introspection: /__count[?path=P]  /__reset  /__last?path=P\n"
