@@ -343,6 +343,36 @@ static void test_etag_strong(void **state)
     assert_string_equal(ETAG("  \"a\"  ", "\"b\"\t"), ab);
 }
 
+/* The same tags from different sources (an include's src or its alt)
+ * make different pages: the sources are in the hash. */
+static void test_etag_sources(void **state)
+{
+    (void)state;
+    char out[2][ESI_MERGE_ETAG_MAX];
+    const char *src[2] = {"/frag/a", "/frag/alt"};
+    for (int i = 0; i < 2; i++) {
+        struct esi_merge m;
+        esi_merge_init(&m);
+        ADD(&m, "ETag: \"t\"");
+        esi_merge_add_source(&m, src[i], strlen(src[i]));
+        ADD(&m, "ETag: \"v1\"");
+        assert_true(esi_merge_etag(&m, out[i], sizeof out[i]));
+    }
+    assert_string_not_equal(out[0], out[1]);
+    /* a source is never taken for a tag */
+    struct esi_merge a, b;
+    char ta[ESI_MERGE_ETAG_MAX], tb[ESI_MERGE_ETAG_MAX];
+    esi_merge_init(&a);
+    esi_merge_init(&b);
+    esi_merge_add_source(&a, "\"x\"", 3);
+    ADD(&a, "ETag: \"y\"");
+    ADD(&b, "ETag: \"x\"");
+    ADD(&b, "ETag: \"y\"");
+    assert_true(esi_merge_etag(&a, ta, sizeof ta));
+    assert_true(esi_merge_etag(&b, tb, sizeof tb));
+    assert_string_not_equal(ta, tb);
+}
+
 static void test_etag_weak(void **state)
 {
     (void)state;
@@ -468,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_empty_part),
         cmocka_unit_test(test_etag_strong),
         cmocka_unit_test(test_etag_weak),
+        cmocka_unit_test(test_etag_sources),
         cmocka_unit_test(test_etag_missing_or_invalid),
         cmocka_unit_test(test_etag_order_and_split),
         cmocka_unit_test(test_etag_format),
