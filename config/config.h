@@ -213,6 +213,12 @@ struct config_esi {
                                 * one page may make, nested ones and alts counted */
     uint64_t timeout_ms;       /* `esi_timeout DUR;` default 10s, 1ms..1h: each include,
                                 * from its start to its last byte */
+    uint64_t head_wait_ms;     /* `esi_head_wait DUR;` default 10s, 0..1m: how long the
+                                * page's head waits for every include's head (to merge
+                                * their Cache-Control and ETag, and to answer 502 when
+                                * one fails); after that it goes without validators and
+                                * with `Cache-Control: no-store`, and the parts stream
+                                * as they come */
     char **allow_hosts;        /* `esi_allow_hosts NAME...;` lower-case host names (no
                                 * port) an absolute src may name besides the page's own
                                 * host; default none */

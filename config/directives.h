@@ -86,6 +86,7 @@
     X(ROUTE, "esi_max_depth", 1, 1, VALUE, ONCE, config_route_esi_max_depth)                       \
     X(ROUTE, "esi_max_includes", 1, 1, VALUE, ONCE, config_route_esi_max_includes)                 \
     X(ROUTE, "esi_timeout", 1, 1, VALUE, ONCE, config_route_esi_timeout)                           \
+    X(ROUTE, "esi_head_wait", 1, 1, VALUE, ONCE, config_route_esi_head_wait)                       \
     X(ROUTE, "esi_allow_hosts", 1, CONFIG_LIST_MAX, VALUE, ONCE, config_route_esi_allow_hosts)     \
     X(ROUTE, "esi_cookies", 1, 1, VALUE, ONCE, config_route_esi_cookies)                           \
     X(LIMITS, "header_size", 1, 1, VALUE, ONCE, config_limits_header_size)                         \

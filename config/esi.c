@@ -1,7 +1,7 @@
 /*
  * config/esi.c: the ESI directives of a route (struct config_esi,
  * config.h): `esi`, `esi_types`, `esi_max_depth`, `esi_max_includes`,
- * `esi_timeout`, `esi_allow_hosts` and `esi_cookies`.
+ * `esi_timeout`, `esi_head_wait`, `esi_allow_hosts` and `esi_cookies`.
  *
  * Every route gets the defaults of config_esi_init() before its
  * directives are read (config/route.c), so ESI is off unless a route says
@@ -29,6 +29,8 @@
 #define MAX_INCLUDES_MAX 256
 #define TIMEOUT_DEFAULT_MS (10 * 1000)
 #define TIMEOUT_MAX_MS (60 * 60 * 1000)
+#define HEAD_WAIT_DEFAULT_MS (10 * 1000)
+#define HEAD_WAIT_MAX_MS (60 * 1000)
 
 /* RFC 1035 2.3.4 */
 #define LABEL_MAX 63
@@ -58,6 +60,7 @@ bool config_esi_init(struct config_esi *e)
         .max_depth = MAX_DEPTH_DEFAULT,
         .max_includes = MAX_INCLUDES_DEFAULT,
         .timeout_ms = TIMEOUT_DEFAULT_MS,
+        .head_wait_ms = HEAD_WAIT_DEFAULT_MS,
         .cookies = false,
     };
     return loader_list_copy(&e->types, &e->ntypes, default_types, NDEFAULT_TYPES);
@@ -140,6 +143,22 @@ bool config_route_esi_timeout(struct config_loader *ld, const struct conf_direct
                             "duration '%s' for '%s' is out of range (expected 1ms to 1h)", a->text,
                             d->name.text);
     esi_of(obj)->timeout_ms = ms;
+    return true;
+}
+
+bool config_route_esi_head_wait(struct config_loader *ld, const struct conf_directive *d,
+                                void *obj)
+{
+    const struct conf_arg *a = &d->args[0];
+    uint64_t ms = 0;
+
+    if (!loader_duration(ld, a, d->name.text, false, &ms))
+        return false;
+    if (ms > HEAD_WAIT_MAX_MS)
+        return loader_error(ld, &a->pos,
+                            "duration '%s' for '%s' is out of range (expected 0 to 1m)", a->text,
+                            d->name.text);
+    esi_of(obj)->head_wait_ms = ms;
     return true;
 }
 

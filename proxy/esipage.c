@@ -86,6 +86,9 @@ struct esi_page {
     bool head_sent;
     bool out_blocked;        /* stopped at OUT_HIGH_WATER: esi_page_drained resumes */
     bool finished;           /* answered otherwise (502, 412): nothing more to do */
+    bool head_full;          /* the head carried the parts' merged Cache-Control and ETag */
+    bool head_wait_over;     /* esi_head_wait has passed */
+    ev_timer head_timer;     /* esi_head_wait */
     struct buf pending;      /* body bytes gathered by page_emit(), sent by page_flush() */
     ev_timer pump;
 };
@@ -505,7 +508,7 @@ static void slot_fetch(struct esi_slot *s, const char *src, size_t len)
 }
 
 /* A failure: its alt next, then nothing (onerror="continue"), else the
- * page fails.  Once the page's head is out, the part's head is in its
+ * page fails.  Once a full head is out, the part's head is in the page's
  * Cache-Control and ETag: nothing else may take its place, the page fails. */
 static void slot_handle_failure(struct esi_slot *s)
 {
@@ -522,14 +525,15 @@ static void slot_handle_failure(struct esi_slot *s)
         size_t len = s->using_alt ? seg->alt_len : seg->src_len;
         log_info("esi: include \"%.*s\" of %s%s failed: %s", (int)(len < 200 ? len : 200), src,
                  p->host, p->target, why);
-        if (!s->using_alt && seg->alt_len > 0 && !p->head_sent) {
+        bool free_part = !p->head_sent || !p->head_full; /* nothing promised of it */
+        if (!s->using_alt && seg->alt_len > 0 && free_part) {
             s->using_alt = true;
             stats_add(&w->stats.esi_alt, 1);
             slot_fetch(s, seg->alt, seg->alt_len);
             continue;
         }
         slot_reset_response(s);
-        s->state = seg->onerror_continue && !p->head_sent ? SLOT_EMPTY : SLOT_FAILED;
+        s->state = seg->onerror_continue && free_part ? SLOT_EMPTY : SLOT_FAILED;
         if (s->state == SLOT_FAILED)
             snprintf(s->fail_buf, sizeof s->fail_buf, "%s", why);
     }
@@ -580,8 +584,8 @@ static void merge_parts(struct esi_page *p, struct esi_merge *m, int64_t now_ms)
     merge_template(p, m, now_ms);
     for (size_t i = 0; i < p->tmpl.nsegs; i++) {
         struct esi_slot *s = &p->slots[i];
-        if (s->state == SLOT_UNUSED)
-            continue;
+        if (s->state == SLOT_UNUSED || s->state == SLOT_FETCHING)
+            continue; /* (an early head merges nothing of what is not there) */
         if (s->state == SLOT_EMPTY) {
             esi_merge_add_empty(m);
             continue;
@@ -644,7 +648,7 @@ static void write_parts_vary(const struct esi_page *p, struct buf *out)
 {
     for (size_t i = 0; i < p->tmpl.nsegs; i++) {
         const struct esi_slot *s = &p->slots[i];
-        if (s->state == SLOT_UNUSED || s->state == SLOT_EMPTY)
+        if (s->state == SLOT_UNUSED || s->state == SLOT_EMPTY || s->state == SLOT_FETCHING)
             continue;
         const char *q = s->head.data ? s->head.data : "";
         const char *end = q + s->head.len;
@@ -690,9 +694,11 @@ static void plan_coding(struct esi_page *p)
     encode_plan_for(&c->route->compress, ae, ae_len, &r, &c->encode);
 }
 
-/* Write the page's head (or answer 304 / 412).  True when the body
- * follows. */
-static bool page_send_head(struct esi_page *p)
+/* Write the page's head (or answer 304 / 412).  full: every include's
+ * head is known, so the page's Cache-Control and ETag are merged from its
+ * parts'; else (esi_head_wait passed) the head promises nothing: no-store,
+ * no validator.  True when the body follows. */
+static bool page_send_head(struct esi_page *p, bool full)
 {
     struct client *c = p->c;
     int64_t now_ms = client_now_ms(c);
@@ -700,7 +706,7 @@ static bool page_send_head(struct esi_page *p)
     merge_parts(p, &m, now_ms);
     plan_coding(p);
     char etag[ESI_MERGE_ETAG_MAX + 16];
-    size_t etag_len = page_etag(p, &m, etag, sizeof etag);
+    size_t etag_len = full ? page_etag(p, &m, etag, sizeof etag) : 0;
 
     struct hit_request hr;
     hit_request_init(&hr, c->in.data, &c->req);
@@ -724,7 +730,10 @@ static bool page_send_head(struct esi_page *p)
                 worker_date(c->w));
     write_template_fields(p, out, not_modified);
     write_parts_vary(p, out);
-    esi_merge_cache_control(&m, out);
+    if (full)
+        esi_merge_cache_control(&m, out);
+    else
+        buf_append_str(out, "Cache-Control: no-store\r\n");
     if (etag_len)
         buf_appendf(out, "ETag: %.*s\r\n", (int)etag_len, etag);
     if (c->encode.vary)
@@ -741,6 +750,7 @@ static bool page_send_head(struct esi_page *p)
     buf_append(out, "\r\n", 2);
     c->resp_started = true;
     p->head_sent = true;
+    p->head_full = full;
     if (!body) {
         c->resp_done = true;
         client_flush(c);
@@ -926,9 +936,11 @@ static void page_pump(struct esi_page *p)
         }
     }
     if (!p->head_sent) {
-        if (!all_heads_known(p))
+        bool full = all_heads_known(p);
+        if (!full && !p->head_wait_over)
             return;
-        if (!page_send_head(p))
+        ev_timer_stop(page_worker(p)->loop, &p->head_timer);
+        if (!page_send_head(p, full))
             return;
     }
     if (!page_emit(p))
@@ -939,6 +951,15 @@ static void page_pump(struct esi_page *p)
             return;
     }
     client_flush(c); /* last: it may end the request and free the page */
+}
+
+static void head_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct esi_page *p = t->data;
+    p->head_wait_over = true;
+    page_pump(p);
 }
 
 void esi_page_drained(struct esi_page *p)
@@ -1038,6 +1059,8 @@ void esi_page_start(struct client *c)
     p->c = c;
     ev_init(&p->pump, pump_cb);
     p->pump.data = p;
+    ev_init(&p->head_timer, head_timer_cb);
+    p->head_timer.data = p;
     struct esi_page *parent = c->subrequest && c->slot ? c->slot->page : NULL;
     p->root = parent ? parent->root : p;
     p->depth = parent ? parent->depth + 1 : 0;
@@ -1054,6 +1077,11 @@ void esi_page_start(struct client *c)
         return;
     }
     page_start_includes(p);
+    p->head_wait_over = p->limits->head_wait_ms == 0;
+    if (!p->head_wait_over) {
+        ev_timer_set(&p->head_timer, (ev_tstamp)p->limits->head_wait_ms / 1000.0, 0);
+        ev_timer_start(c->w->loop, &p->head_timer);
+    }
     page_schedule(p);
 }
 
@@ -1064,6 +1092,7 @@ void esi_page_free(struct esi_page **pp, bool close_subrequests)
         return;
     *pp = NULL;
     ev_timer_stop(page_worker(p)->loop, &p->pump);
+    ev_timer_stop(page_worker(p)->loop, &p->head_timer);
     for (size_t i = 0; p->slots && i < p->tmpl.nsegs; i++)
         slot_release(&p->slots[i], close_subrequests);
     free(p->slots);

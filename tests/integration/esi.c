@@ -75,6 +75,7 @@
     "route /gzf/ { backend app; cache on; ttl 100s; compress { upstream_gzip on; } }\n"            \
     "route /noz/ { backend app; cache on; ttl 100s; esi on; compress { off; } }\n"                 \
     "route /live/ { backend app; esi on; }\n"                                                      \
+    "route /early/ { backend app; cache on; ttl 100s; esi on; esi_head_wait 100ms; }\n"            \
     "route default { backend app; }\n"
 
 static struct harness h; /* the group: origin 0 behind one tessera */
@@ -1678,6 +1679,45 @@ static void test_the_page_host_of_an_absolute_form_request(void **state)
     expect_upstream("/frag/abs-af", 0);
 }
 
+/* esi_head_wait: a page whose include is slow to answer sends its head
+ * when the wait is over, promising nothing (no-store, no ETag), streams
+ * what is ready, and may still fall back to alt or nothing afterwards. */
+static void test_esi_head_wait_sends_an_early_head(void **state)
+{
+    (void)state;
+    const char *p = page("/early/slow", "etag=%22te%22&hdr=Cache-Control:max-age%3D60",
+                         S("<h>%s<m>%s<e>", inc("/frag/early-fast?body=ONE&etag=%22f%22"),
+                           inc("/frag/early-slow?body=TWO&delay=1200&etag=%22s%22")));
+    conn[1] = client_connect(h.port, READ_MS);
+    assert_non_null(conn[1]);
+    struct stream_seen seen = {.t0 = now_ms(), .first_part = -1};
+    assert_int_equal(client_send_request(conn[1], "GET", p, "Host: " HOST, (const char *)NULL), 0);
+    expect_ok(client_read_response_cb(conn[1], 0, &r[0], READ_MS, stream_cb, &seen));
+    long total = now_ms() - seen.t0;
+    expect_status(&r[0], 200);
+    assert_string_equal(seen.body, "<h>ONE<m>TWO<e>");
+    expect_header(&r[0], "Cache-Control", "no-store");
+    expect_no_header(&r[0], "ETag");
+    if (seen.first_part < 0 || seen.first_part > 700)
+        fail_msg("the first parts arrived after %ld ms (the page took %ld)", seen.first_part,
+                 total);
+    if (total < 1100)
+        fail_msg("the page ended after %ld ms, before the slow include", total);
+
+    /* After an early head a failing include still gets its alt, or nothing. */
+    expect_get(page("/early/fallback", NULL,
+                    S("[<esi:include src=\"/frag/early-bad?status=500&delay=300\" "
+                      "alt=\"/frag/early-alt?body=ALT\"/>|"
+                      "<esi:include src=\"/frag/early-bad2?status=503&delay=300\" "
+                      "onerror=\"continue\"/>]")),
+               "[ALT|]");
+    /* Answered from memory, the includes are there in time: a full head. */
+    get(&r[1], p, (const char *)NULL);
+    expect_page(&r[1], "<h>ONE<m>TWO<e>");
+    assert_non_null(hv(&r[1], "ETag"));
+    assert_non_null(strstr(hv(&r[1], "Cache-Control"), "max-age="));
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_teardown(f, teardown)
@@ -1717,6 +1757,7 @@ int main(void)
         T(test_a_gzip_fragment_is_inflated_in_bounded_steps),
         T(test_head_of_a_plain_response_on_an_esi_route_reads_no_body),
         T(test_the_page_host_of_an_absolute_form_request),
+        T(test_esi_head_wait_sends_an_early_head),
     };
 #undef T
     return cmocka_run_group_tests_name("esi", tests, group_setup, group_teardown);

@@ -63,6 +63,7 @@ static void expect_defaults(const struct config_esi *e)
     assert_int_equal(e->max_depth, 3);
     assert_int_equal(e->max_includes, 32);
     assert_int_equal(e->timeout_ms, 10 * 1000);
+    assert_int_equal(e->head_wait_ms, 10 * 1000);
     assert_null(e->allow_hosts);
     assert_int_equal(e->nallow_hosts, 0);
     assert_false(e->cookies);
@@ -157,6 +158,17 @@ static void test_numbers(void **state)
 
     cfg = load_route("esi_timeout 60m;");
     assert_int_equal(cfg->routes[0].esi.timeout_ms, 60 * 60 * 1000);
+    config_release(&cfg);
+
+    /* esi_head_wait: 0 (never wait) to 1m */
+    cfg = load_route("esi_head_wait 0;");
+    assert_int_equal(cfg->routes[0].esi.head_wait_ms, 0);
+    config_release(&cfg);
+    cfg = load_route("esi_head_wait 1m;");
+    assert_int_equal(cfg->routes[0].esi.head_wait_ms, 60 * 1000);
+    config_release(&cfg);
+    cfg = load_route("esi_head_wait 200ms;");
+    assert_int_equal(cfg->routes[0].esi.head_wait_ms, 200);
     config_release(&cfg);
 }
 
@@ -302,6 +314,9 @@ static void test_number_errors(void **state)
                  "t.conf:5:18: invalid number '257' for 'esi_max_includes' (expected 1 to 256)");
     expect_error("esi_max_includes 1k;",
                  "t.conf:5:18: invalid number '1k' for 'esi_max_includes' (expected 1 to 256)");
+    expect_error("esi_head_wait 61s;",
+                 "t.conf:5:15: duration '61s' for 'esi_head_wait' is out of range (expected 0 to "
+                 "1m)");
     expect_error("esi_timeout 0;",
                  "t.conf:5:13: duration '0' for 'esi_timeout' is out of range (expected 1ms to "
                  "1h)");
