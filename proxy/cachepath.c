@@ -13,7 +13,7 @@
  * Threading: everything runs on the request's worker; the store and the
  * coalescing table do their own locking.
  */
-#include "proxy/cachepath.h"
+#include "proxy/cachepath_priv.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -31,7 +31,6 @@
 #include "cache/store.h"
 #include "proxy/forward.h"
 #include "proxy/log.h"
-#include "proxy/mailbox.h"
 #include "proxy/router.h"
 
 /* How long a key whose response could not be shared skips coalescing, so
@@ -54,15 +53,11 @@ void cache_req_init(struct cache_req *cr)
     memset(cr, 0, sizeof *cr);
 }
 
-static void remote_cancel(struct cache_req *cr);
-static void remote_result_free(struct cache_req *cr);
-static void cluster_unlock(struct cache_req *cr);
-
 void cache_req_reset(struct cache_req *cr)
 {
-    cluster_unlock(cr);
-    remote_cancel(cr);
-    remote_result_free(cr);
+    cachetier_unlock(cr);
+    cachetier_cancel(cr);
+    cachetier_free_result(cr);
     if (cr->waiting)
         coalesce_cancel(&cr->waiter);
     if (cr->builder || cr->filler)
@@ -87,199 +82,6 @@ static int64_t wall_clock_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* ---- the memcached tier ------------------------------------------------------ */
-
-static bool tier_memory(const struct config_cache_policy *p)
-{
-    return p->store != STORE_TIER_MEMCACHED;
-}
-
-static bool tier_memcached(const struct config_cache_policy *p, const struct worker *w)
-{
-    return p->store != STORE_TIER_MEMORY && w->mcstore;
-}
-
-/* A memcached lookup in flight.  Its answer comes on an I/O thread and is
- * posted to the request's worker; a request that goes away first only
- * unhooks itself (cr NULL) and the job is freed when it arrives. */
-struct mc_job {
-    struct mail mail;
-    struct worker *w;
-    struct cache_req *cr;
-    struct mcstore_get_result res;
-    bool is_lock;
-    bool acquired;
-};
-
-/* Polling for an object another node fetches: from this gap, doubling. */
-#define CLUSTER_POLL_FIRST_MS 25
-#define CLUSTER_POLL_MAX_MS 400
-
-static void mc_result_release(struct mcstore_get_result *res)
-{
-    cache_object_release(&res->obj);
-    free(res->vary);
-    res->vary = NULL;
-}
-
-static void mc_job_drop(struct mail *m)
-{
-    struct mc_job *job = (struct mc_job *)m;
-    mc_result_release(&job->res);
-    free(job);
-}
-
-static void mc_job_deliver(struct mail *m)
-{
-    struct mc_job *job = (struct mc_job *)m;
-    struct cache_req *cr = job->cr;
-    if (!cr) {
-        mc_job_drop(m);
-        return;
-    }
-    cr->mc = NULL;
-    if (job->is_lock) {
-        cr->cluster = job->acquired ? CLUSTER_ACQUIRED : CLUSTER_BUSY;
-        free(job);
-        cr->on_remote(cr);
-        return;
-    }
-    cr->remote_res = malloc(sizeof *cr->remote_res);
-    if (cr->remote_res) {
-        *cr->remote_res = job->res;
-        free(job);
-    } else {
-        mc_job_drop(m);
-    }
-    cr->on_remote(cr);
-}
-
-/* On an I/O thread. */
-static void mc_get_done(void *ctx, struct mcstore_get_result *res)
-{
-    struct mc_job *job = ctx;
-    job->res = *res;
-    mailbox_post(job->w, &job->mail);
-}
-
-/* On an I/O thread. */
-static void mc_lock_done(void *ctx, bool acquired, const char *why)
-{
-    struct mc_job *job = ctx;
-    (void)why; /* fails open: acquired is true when memcached failed */
-    job->acquired = acquired;
-    mailbox_post(job->w, &job->mail);
-}
-
-/* Coalescing across nodes: take the key's lock item before fetching. */
-static bool remote_lock(struct cache_req *cr, struct worker *w, int64_t now_ms)
-{
-    struct mc_job *job = calloc(1, sizeof *job);
-    if (!job)
-        return false;
-    job->mail.deliver = mc_job_deliver;
-    job->mail.drop = mc_job_drop;
-    job->w = w;
-    job->cr = cr;
-    job->is_lock = true;
-    if (!mcstore_lock(w->mcstore, cr->key, cr->key_len, cr->policy->coalesce_timeout_ms,
-                      mc_lock_done, job)) {
-        free(job);
-        return false;
-    }
-    cr->mc = job;
-    cr->remote = true;
-    cr->cluster = CLUSTER_ASKED;
-    cr->remote_until_ms = now_ms + (int64_t)cr->policy->coalesce_timeout_ms;
-    return true;
-}
-
-static void cluster_unlock(struct cache_req *cr)
-{
-    if (cr->cluster_store)
-        mcstore_unlock(cr->cluster_store, cr->key, cr->key_len);
-    cr->cluster_store = NULL;
-}
-
-/* Wait before asking memcached again for the object another node is
- * fetching (the client's timer calls back with timed_out). */
-static enum cache_lookup_result poll_later(struct cache_req *cr, int64_t now_ms)
-{
-    if (now_ms >= cr->cluster_until_ms) {
-        cr->polling = false; /* the other node took too long: fetch it ourselves */
-        cr->detail = "cluster-timeout";
-        return CACHE_LOOKUP_MISS;
-    }
-    cr->polling = true;
-    cr->remote = true;
-    cr->remote_until_ms = now_ms + cr->poll_gap_ms;
-    if (cr->remote_until_ms > cr->cluster_until_ms)
-        cr->remote_until_ms = cr->cluster_until_ms;
-    cr->poll_gap_ms =
-        cr->poll_gap_ms * 2 > CLUSTER_POLL_MAX_MS ? CLUSTER_POLL_MAX_MS : cr->poll_gap_ms * 2;
-    return CACHE_LOOKUP_REMOTE;
-}
-
-static bool remote_get(struct cache_req *cr, struct worker *w, const char *secondary, size_t slen,
-                       int64_t now_ms)
-{
-    struct mc_job *job = calloc(1, sizeof *job);
-    if (!job)
-        return false;
-    job->mail.deliver = mc_job_deliver;
-    job->mail.drop = mc_job_drop;
-    job->w = w;
-    job->cr = cr;
-    if (!mcstore_get(w->mcstore, cr->key, cr->key_len, cr->hash, secondary, slen, now_ms,
-                     mc_get_done, job)) {
-        free(job);
-        return false;
-    }
-    cr->mc = job;
-    cr->remote = true;
-    cr->remote_until_ms = now_ms + (int64_t)cr->policy->coalesce_timeout_ms;
-    return true;
-}
-
-static void remote_cancel(struct cache_req *cr)
-{
-    if (cr->mc)
-        cr->mc->cr = NULL;
-    cr->mc = NULL;
-    cr->remote = false;
-}
-
-static void remote_result_free(struct cache_req *cr)
-{
-    if (!cr->remote_res)
-        return;
-    mc_result_release(cr->remote_res);
-    free(cr->remote_res);
-    cr->remote_res = NULL;
-}
-
-/* Drop a key from the route's tiers (memcached: in the background). */
-static size_t remove_everywhere(const struct config_cache_policy *p, struct worker *w,
-                                const char *key, size_t len, uint64_t hash)
-{
-    size_t gone = cache_store_remove(w->store, key, len, hash);
-    if (tier_memcached(p, w))
-        mcstore_delete(w->mcstore, key, len);
-    return gone;
-}
-
-/* Store a complete object in the route's tiers.  True when any took it. */
-static bool store_everywhere(struct cache_req *cr, struct worker *w, struct cache_object *obj,
-                             int64_t now_ms)
-{
-    bool stored = false;
-    if (tier_memory(cr->policy))
-        stored |= cache_store_insert(w->store, obj, cr->policy->max_variants);
-    if (tier_memcached(cr->policy, w))
-        stored |= mcstore_set(w->mcstore, obj, now_ms);
-    return stored;
 }
 
 /* ---- request fields -------------------------------------------------------- */
@@ -450,11 +252,7 @@ static bool select_variant(void *ctx, const struct cache_object *variant)
            memcmp(key, variant->secondary_key, n) == 0;
 }
 
-struct lookup_done {
-    struct cache_object *obj;
-};
-
-static void lookup_done(void *ctx, struct cache_object *obj)
+void cachepath_lookup_done(void *ctx, struct cache_object *obj)
 {
     ((struct lookup_done *)ctx)->obj = obj;
 }
@@ -533,7 +331,7 @@ static enum cache_lookup_result stale_lookup(struct cache_req *cr, struct worker
     cr->fwd = fresh ? "request" : "stale";
     if (!fresh && beyond_grace(of, cr->policy)) {
         cr->fwd = "uri-miss"; /* no longer kept: as if never stored */
-        remove_everywhere(cr->policy, w, cr->key, cr->key_len, cr->hash);
+        cachetier_remove(cr->policy, w, cr->key, cr->key_len, cr->hash);
         cache_object_release(&obj);
         return CACHE_LOOKUP_MISS;
     }
@@ -567,9 +365,9 @@ static enum cache_lookup_result store_lookup(struct cache_req *cr, struct worker
     struct cache_field *fields = request_fields(cr->compress, rv->base, rv->head, &nfields);
     struct select_ctx sc = {fields, nfields, false};
     struct lookup_done done = {NULL};
-    if (tier_memory(cr->policy))
+    if (cachetier_memory(cr->policy))
         cache_store_lookup(w->store, cr->key, cr->key_len, cr->hash, select_variant, &sc,
-                           lookup_done, &done);
+                           cachepath_lookup_done, &done);
     free(fields);
     return judge_object(cr, w, done.obj, sc.seen, now_ms);
 }
@@ -581,7 +379,7 @@ static enum cache_lookup_result judge_object(struct cache_req *cr, struct worker
 {
     enum ban_verdict ban = found && w->bans ? ban_check(w->bans, found) : BAN_PASS;
     if (ban == BAN_GONE) { /* purged: as if it had never been stored */
-        if (tier_memory(cr->policy))
+        if (cachetier_memory(cr->policy))
             cache_store_remove(w->store, cr->key, cr->key_len, cr->hash);
         cache_object_release(&found);
         cr->detail = "purged";
@@ -632,7 +430,7 @@ static enum cache_lookup_result miss(struct cache_req *cr, struct worker *w, boo
     if (!cr->facts.method_get || !cr->may_store)
         return CACHE_LOOKUP_MISS;
     if (!coalesce || !cr->policy->coalesce) {
-        if (tier_memcached(cr->policy, w) && remote_get(cr, w, "", 0, now_ms))
+        if (cachetier_memcached(cr->policy, w) && cachetier_get(cr, w, "", 0, now_ms))
             return CACHE_LOOKUP_REMOTE;
         return CACHE_LOOKUP_MISS;
     }
@@ -641,7 +439,7 @@ static enum cache_lookup_result miss(struct cache_req *cr, struct worker *w, boo
         cr->filler = true;
         /* One memcached get per key and node: the filler asks, the
          * waiters wait for it like for an upstream fetch. */
-        if (tier_memcached(cr->policy, w) && remote_get(cr, w, "", 0, now_ms))
+        if (cachetier_memcached(cr->policy, w) && cachetier_get(cr, w, "", 0, now_ms))
             return CACHE_LOOKUP_REMOTE;
         return CACHE_LOOKUP_MISS;
     case COALESCE_WAITER:
@@ -722,8 +520,8 @@ enum cache_lookup_result cache_req_after_wait(struct cache_req *cr, struct worke
         cr->detail = timed_out ? "coalesce-timeout" : NULL;
         return CACHE_LOOKUP_MISS;
     }
-    if (outcome == COALESCE_STORED && !tier_memory(cr->policy) && tier_memcached(cr->policy, w) &&
-        remote_get(cr, w, "", 0, now_ms)) {
+    if (outcome == COALESCE_STORED && !cachetier_memory(cr->policy) && cachetier_memcached(cr->policy, w) &&
+        cachetier_get(cr, w, "", 0, now_ms)) {
         cr->coalesced = true; /* the filler stored it in memcached only */
         return CACHE_LOOKUP_REMOTE;
     }
@@ -748,141 +546,6 @@ static size_t request_vary_key(const struct cache_req *cr, const struct cache_re
     return n;
 }
 
-/* ---- coded variants (issue 7) ---------------------------------------------------- */
-
-struct exact_select {
-    const char *secondary;
-    size_t len;
-};
-
-static bool select_exact(void *ctx, const struct cache_object *variant)
-{
-    const struct exact_select *es = ctx;
-    return variant->secondary_len == es->len &&
-           memcmp(variant->secondary_key, es->secondary, es->len) == 0;
-}
-
-/* Serve obj (a variant) instead of the identity object. */
-static void use_variant(struct cache_req *cr, struct cache_object *obj)
-{
-    cache_object_release(&cr->obj);
-    cr->obj = obj;
-    cr->vary_ae = false; /* the variant's head lists Accept-Encoding */
-}
-
-/* Store a variant beside its object.  Coded copies are derived variants
- * (cache/store.h): they never push a Vary variant out. */
-static void store_variant(struct cache_req *cr, struct worker *w, struct cache_object *obj,
-                          int64_t now_ms)
-{
-    if (tier_memory(cr->policy))
-        cache_store_insert(w->store, obj, cr->policy->max_variants);
-    if (tier_memcached(cr->policy, w))
-        mcstore_set(w->mcstore, obj, now_ms);
-}
-
-/* Make cr->obj's variant for plan now (whole body, cached level), store it
- * and serve it; when that fails, the object answers as stored (a coding
- * was only an improvement), except for an inflate plan: the client cannot
- * read gzip, so the object is inflated while it is sent (inflate_on_hit). */
-static void make_variant(struct cache_req *cr, struct worker *w, const struct encode_plan *plan,
-                         int64_t now_ms)
-{
-    char err[128];
-    struct cache_object *src = cr->obj;
-    char key[ENCODE_SECONDARY_MAX];
-    size_t klen = encode_variant_key(src, plan, key, sizeof key);
-    uint64_t making = cache_key_hash(key, klen, src->primary_hash);
-    if (!encode_variant_claim(making)) {
-        /* Another worker is making it right now: answer without it. */
-        if (plan->action == ENCODE_INFLATE)
-            cr->inflate_on_hit = true;
-        return;
-    }
-    struct cache_object *v =
-        encode_variant_make(src, plan, cr->compress, cr->policy->max_object_size, err, sizeof err);
-    encode_variant_release(making);
-    if (!v) {
-        /* Not an error of the request: it is answered anyway (as stored,
-         * or inflated on the way); and it recurs on every hit. */
-        log_debug("cannot make the %s variant of %.*s: %s",
-                  plan->action == ENCODE_INFLATE ? "inflated" : coding_name(plan->coding),
-                  (int)cr->key_len, cr->key, err);
-        if (plan->action == ENCODE_INFLATE)
-            cr->inflate_on_hit = true; /* the client cannot take it as stored */
-        return;
-    }
-    log_info("made the %s variant of %.*s: %zu -> %zu bytes",
-             plan->action == ENCODE_INFLATE ? "inflated" : coding_name(plan->coding),
-             (int)cr->key_len, cr->key, src->body_len, v->body_len);
-    store_variant(cr, w, v, now_ms);
-    use_variant(cr, v);
-}
-
-enum cache_lookup_result cache_req_encode_hit(struct cache_req *cr, struct worker *w,
-                                              const char *ae, size_t ae_len, bool head_request,
-                                              bool ranged, bool remote_ok, int64_t now_ms)
-{
-    if (!cr->obj || !cr->compress || !cr->policy || cr->obj->esi_template)
-        return CACHE_LOOKUP_HIT; /* a template is coded after assembly */
-    struct encode_response r;
-    encode_response_from_object(&r, cr->obj, head_request);
-    struct encode_plan plan;
-    encode_plan_for(cr->compress, ae, ae_len, &r, &plan);
-    cr->vary_ae = plan.vary;
-    if (plan.action == ENCODE_NONE || (ranged && plan.action == ENCODE_COMPRESS))
-        return CACHE_LOOKUP_HIT;
-    char key[ENCODE_SECONDARY_MAX];
-    size_t klen = encode_variant_key(cr->obj, &plan, key, sizeof key);
-    if (klen == 0)
-        return CACHE_LOOKUP_HIT;
-    struct exact_select es = {key, klen};
-    struct lookup_done done = {NULL};
-    if (tier_memory(cr->policy))
-        cache_store_lookup(w->store, cr->key, cr->key_len, cr->hash, select_exact, &es, lookup_done,
-                           &done);
-    if (done.obj) {
-        use_variant(cr, done.obj);
-        return CACHE_LOOKUP_HIT;
-    }
-    if (remote_ok && tier_memcached(cr->policy, w) && remote_get(cr, w, key, klen, now_ms)) {
-        cr->variant_asked = true;
-        cr->variant_plan = plan;
-        return CACHE_LOOKUP_REMOTE;
-    }
-    make_variant(cr, w, &plan, now_ms);
-    return CACHE_LOOKUP_HIT;
-}
-
-/* memcached answered the lookup of a variant: serve it, or make it. */
-static enum cache_lookup_result variant_remote_result(struct cache_req *cr, struct worker *w,
-                                                      struct mcstore_get_result *res,
-                                                      int64_t now_ms)
-{
-    cr->variant_asked = false;
-    struct cache_object *v = NULL;
-    if (res && res->kind == MC_HIT) {
-        v = res->obj;
-        res->obj = NULL;
-    }
-    if (res) {
-        mc_result_release(res);
-        free(res);
-    }
-    char key[ENCODE_SECONDARY_MAX];
-    size_t klen = cr->obj ? encode_variant_key(cr->obj, &cr->variant_plan, key, sizeof key) : 0;
-    if (v && klen > 0 && v->secondary_len == klen && memcmp(v->secondary_key, key, klen) == 0) {
-        if (tier_memory(cr->policy))
-            cache_store_insert(w->store, v, cr->policy->max_variants);
-        use_variant(cr, v);
-        return CACHE_LOOKUP_HIT;
-    }
-    cache_object_release(&v);
-    if (cr->obj)
-        make_variant(cr, w, &cr->variant_plan, now_ms);
-    return CACHE_LOOKUP_HIT;
-}
-
 enum cache_lookup_result cache_req_remote_result(struct cache_req *cr, struct worker *w,
                                                  const struct cache_request_view *rv,
                                                  bool timed_out, int64_t now_ms)
@@ -890,9 +553,9 @@ enum cache_lookup_result cache_req_remote_result(struct cache_req *cr, struct wo
     struct mcstore_get_result *res = cr->remote_res;
     cr->remote_res = NULL;
     bool polling_due = timed_out && cr->polling && !cr->mc;
-    remote_cancel(cr);
+    cachetier_cancel(cr);
     if (cr->variant_asked)
-        return variant_remote_result(cr, w, res, now_ms);
+        return cachevariant_remote_result(cr, w, res, now_ms);
     enum cache_lookup_result r = CACHE_LOOKUP_MISS;
     if (cr->cluster == CLUSTER_ACQUIRED) {
         cr->cluster = CLUSTER_NONE;
@@ -909,11 +572,11 @@ enum cache_lookup_result cache_req_remote_result(struct cache_req *cr, struct wo
             cr->poll_gap_ms = CLUSTER_POLL_FIRST_MS;
         }
         cr->detail = "cluster-coalesced";
-        return poll_later(cr, now_ms);
+        return cachetier_poll_later(cr, now_ms);
     }
     if (polling_due) {
         cr->polling = false;
-        if (now_ms < cr->cluster_until_ms && remote_get(cr, w, "", 0, now_ms)) {
+        if (now_ms < cr->cluster_until_ms && cachetier_get(cr, w, "", 0, now_ms)) {
             cr->polling = true;
             return CACHE_LOOKUP_REMOTE;
         }
@@ -928,13 +591,13 @@ enum cache_lookup_result cache_req_remote_result(struct cache_req *cr, struct wo
         char secondary[VARY_KEY_MAX];
         size_t n = request_vary_key(cr, rv, res->vary, res->vary_len, secondary, sizeof secondary);
         cr->vary_asked = true;
-        if (n < sizeof secondary && remote_get(cr, w, secondary, n, now_ms))
+        if (n < sizeof secondary && cachetier_get(cr, w, secondary, n, now_ms))
             r = CACHE_LOOKUP_REMOTE;
     } else if (res->kind == MC_HIT) {
         struct cache_object *obj = res->obj;
         res->obj = NULL;
         /* Promote to memory (RFC-wise it is the same stored response). */
-        if (tier_memory(cr->policy))
+        if (cachetier_memory(cr->policy))
             cache_store_insert(w->store, obj, cr->policy->max_variants);
         r = judge_object(cr, w, obj, false, now_ms);
         if (r == CACHE_LOOKUP_HIT) {
@@ -946,14 +609,14 @@ enum cache_lookup_result cache_req_remote_result(struct cache_req *cr, struct wo
     }
     bool absent = res && (res->kind == MC_MISS || res->kind == MC_ERROR);
     if (res) {
-        mc_result_release(res);
+        cachetier_result_release(res);
         free(res);
     }
     bool was_polling = cr->polling;
     cr->polling = false;
     if (r == CACHE_LOOKUP_MISS && absent && cr->filler && cr->policy->coalesce_cluster &&
-        tier_memcached(cr->policy, w) && !cr->stale &&
-        (!was_polling || now_ms < cr->cluster_until_ms) && remote_lock(cr, w, now_ms))
+        cachetier_memcached(cr->policy, w) && !cr->stale &&
+        (!was_polling || now_ms < cr->cluster_until_ms) && cachetier_lock(cr, w, now_ms))
         r = CACHE_LOOKUP_REMOTE;
     if (r == CACHE_LOOKUP_MISS) {
         cr->outcome = CACHE_OUT_MISS;
@@ -1266,7 +929,7 @@ static void invalidate_uri(struct worker *w, const struct config_route *route, c
     char *key = n ? malloc(n + 1) : NULL;
     if (key) {
         cache_key_build(&in, &route->cache, key, n + 1);
-        size_t gone = remove_everywhere(&route->cache, w, key, n, cache_key_hash(key, n, key_seed));
+        size_t gone = cachetier_remove(&route->cache, w, key, n, cache_key_hash(key, n, key_seed));
         log_debug("invalidated %.*s (%zu object(s))", (int)n, key, gone);
         free(key);
     }
@@ -1427,7 +1090,7 @@ static enum cache_head_action revalidated(struct cache_req *cr, struct worker *w
                                           const struct http_head *resp, int64_t now_ms)
 {
     struct cache_object *obj = refresh_object(cr, base, resp, now_ms);
-    if (!obj || !store_everywhere(cr, w, obj, now_ms)) {
+    if (!obj || !cachetier_store(cr, w, obj, now_ms)) {
         /* Not stored (no memory): still a valid answer for this client. */
         fill_done(cr, COALESCE_NOT_STORED, now_ms);
     } else {
@@ -1470,7 +1133,7 @@ static enum cache_head_action response_head(struct cache_req *cr, struct worker 
         return CACHE_HEAD_SERVE_STALE;
     }
     if (cr->stale && (resp->status == 404 || resp->status == 410))
-        remove_everywhere(cr->policy, w, cr->key, cr->key_len, cr->hash);
+        cachetier_remove(cr->policy, w, cr->key, cr->key_len, cr->hash);
     struct cache_response_facts rf;
     response_facts(&rf, base, resp, now_ms);
     enum cache_store_verdict v = cache_storable(&cr->facts, &rf, cr->policy);
@@ -1634,7 +1297,7 @@ void cache_req_response_done(struct cache_req *cr, struct worker *w, int64_t now
         generate_etag(cr);
     if (cr->builder) {
         struct cache_object *obj = cache_object_builder_finish(&cr->builder);
-        if (obj && store_everywhere(cr, w, obj, now_ms)) {
+        if (obj && cachetier_store(cr, w, obj, now_ms)) {
             outcome = COALESCE_STORED;
             cr->stored = true;
             cache_object_release(&cr->obj);
@@ -1646,12 +1309,12 @@ void cache_req_response_done(struct cache_req *cr, struct worker *w, int64_t now
         cache_object_release(&obj);
     }
     fill_done(cr, outcome, now_ms);
-    cluster_unlock(cr);
+    cachetier_unlock(cr);
 }
 
 void cache_req_response_failed(struct cache_req *cr, int64_t now_ms)
 {
-    cluster_unlock(cr);
+    cachetier_unlock(cr);
     cache_object_builder_abandon(&cr->builder);
     if (cr->filler) {
         enum coalesce_outcome o = cr->too_large ? COALESCE_NOT_STORED : COALESCE_FAILED;
