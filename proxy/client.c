@@ -761,6 +761,7 @@ static bool request_retryable(const struct client *c, const struct upstream_erro
 }
 
 static bool upstream_start(struct client *c, int avoid);
+static bool upstream_head_build(struct client *c);
 
 static int upstream_failure_status(enum upstream_failure failure)
 {
@@ -835,6 +836,8 @@ static const struct upstream_handler upstream_handler = {
  * them never reaches the upstream. */
 static bool upstream_start(struct client *c, int avoid)
 {
+    if (c->uphead.len == 0 && !upstream_head_build(c))
+        return false;
     c->t_upstream = ev_now(c->w->loop);
     c->up =
         upstream_open(c->w, c->wc, c->route->backend, avoid, c->head_request && !c->head_as_get,
@@ -1026,13 +1029,26 @@ static bool request_head_complete(struct client *c)
     else if (has_length && length > 0)
         c->req_framing = FRAMING_LENGTH;
     client_set_state(c, CS_PROXY);
+    c->head_as_get = c->head_request && c->route->esi.mode != ESI_OFF;
     request_cache_decide(c, &t);
-    /* The upstream head, built now for a retry or a later wake-up; the
-     * cache may add its validators and keep the client's conditionals. */
+    return true;
+}
+
+/* The upstream request's head, built when the request is first forwarded
+ * (a hit never needs it; a retry sends it again): the cache may add its
+ * validators and keep the client's conditionals.  The request head is
+ * still in `in` (in_drop_body keeps it).  False when out of memory. */
+static bool upstream_head_build(struct client *c)
+{
+    struct target t;
+    if (!target_split(c, &t))
+        return false; /* checked when the head was parsed: cannot happen */
+    const char *base = c->in.data;
+    bool has_length;
+    uint64_t length = parse_length(base, &c->req, &has_length);
     struct buf extra = {0};
     cache_req_upstream_fields(&c->cr, &extra);
     client_etag_conditions(c, &extra);
-    c->head_as_get = c->head_request && c->route->esi.mode != ESI_OFF;
     struct forward_request fr = {
         .method = c->head_as_get ? "GET" : NULL,
         .target = t.path,
@@ -1052,7 +1068,7 @@ static bool request_head_complete(struct client *c)
     forward_request_head(&c->uphead, base, &c->req, &fr);
     buf_release(&extra);
     if (c->uphead.oom) {
-        c->verdict = (struct http_verdict){500, "out of memory"};
+        buf_release(&c->uphead);
         return false;
     }
     return true;
