@@ -959,8 +959,10 @@ static void test_example_routes_file_loads(void **state)
     cfg = config_load_string(name, LISTEN APP "include routes.example.conf;\n", err, sizeof err);
     if (!cfg)
         fail_msg("conf.d/routes.example.conf does not load: %s", err);
-    assert_int_equal(cfg->nroutes, 3);
+    assert_int_equal(cfg->nroutes, 5);
     assert_int_equal(cfg->nfiles, 2);
+    assert_int_equal(cfg->routes[3].esi.mode, ESI_ON);
+    assert_true(cfg->routes[4].esi.cookies);
     config_release(&cfg);
 }
 
