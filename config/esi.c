@@ -146,8 +146,7 @@ bool config_route_esi_timeout(struct config_loader *ld, const struct conf_direct
     return true;
 }
 
-bool config_route_esi_head_wait(struct config_loader *ld, const struct conf_directive *d,
-                                void *obj)
+bool config_route_esi_head_wait(struct config_loader *ld, const struct conf_directive *d, void *obj)
 {
     const struct conf_arg *a = &d->args[0];
     uint64_t ms = 0;

@@ -520,8 +520,8 @@ enum cache_lookup_result cache_req_after_wait(struct cache_req *cr, struct worke
         cr->detail = timed_out ? "coalesce-timeout" : NULL;
         return CACHE_LOOKUP_MISS;
     }
-    if (outcome == COALESCE_STORED && !cachetier_memory(cr->policy) && cachetier_memcached(cr->policy, w) &&
-        cachetier_get(cr, w, "", 0, now_ms)) {
+    if (outcome == COALESCE_STORED && !cachetier_memory(cr->policy) &&
+        cachetier_memcached(cr->policy, w) && cachetier_get(cr, w, "", 0, now_ms)) {
         cr->coalesced = true; /* the filler stored it in memcached only */
         return CACHE_LOOKUP_REMOTE;
     }
@@ -1114,9 +1114,9 @@ static bool status_is_server_error(int status)
 }
 
 static enum cache_head_action response_head(struct cache_req *cr, struct worker *w,
-                                           const char *rbase, const struct http_head *req,
-                                           const char *base, const struct http_head *resp,
-                                           struct buf *extra, int64_t now_ms)
+                                            const char *rbase, const struct http_head *req,
+                                            const char *base, const struct http_head *resp,
+                                            struct buf *extra, int64_t now_ms)
 {
     if (cr->invalidate && resp->status < 400)
         invalidate(cr, w, rbase, req, base, resp);

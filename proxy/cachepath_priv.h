@@ -70,7 +70,6 @@ bool cachetier_store(struct cache_req *cr, struct worker *w, struct cache_object
 /* memcached answered the lookup of cr->obj's variant (res, owned: freed
  * here; NULL when none came): serve it, or make it. */
 enum cache_lookup_result cachevariant_remote_result(struct cache_req *cr, struct worker *w,
-                                                    struct mcstore_get_result *res,
-                                                    int64_t now_ms);
+                                                    struct mcstore_get_result *res, int64_t now_ms);
 
 #endif

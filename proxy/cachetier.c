@@ -142,7 +142,7 @@ enum cache_lookup_result cachetier_poll_later(struct cache_req *cr, int64_t now_
 }
 
 bool cachetier_get(struct cache_req *cr, struct worker *w, const char *secondary, size_t slen,
-                       int64_t now_ms)
+                   int64_t now_ms)
 {
     struct mc_job *job = calloc(1, sizeof *job);
     if (!job)
@@ -180,8 +180,8 @@ void cachetier_free_result(struct cache_req *cr)
 }
 
 /* Drop a key from the route's tiers (memcached: in the background). */
-size_t cachetier_remove(const struct config_cache_policy *p, struct worker *w,
-                                const char *key, size_t len, uint64_t hash)
+size_t cachetier_remove(const struct config_cache_policy *p, struct worker *w, const char *key,
+                        size_t len, uint64_t hash)
 {
     size_t gone = cache_store_remove(w->store, key, len, hash);
     if (cachetier_memcached(p, w))
@@ -191,7 +191,7 @@ size_t cachetier_remove(const struct config_cache_policy *p, struct worker *w,
 
 /* Store a complete object in the route's tiers.  True when any took it. */
 bool cachetier_store(struct cache_req *cr, struct worker *w, struct cache_object *obj,
-                             int64_t now_ms)
+                     int64_t now_ms)
 {
     bool stored = false;
     if (cachetier_memory(cr->policy))

@@ -102,13 +102,14 @@ enum cache_lookup_result cache_req_encode_hit(struct cache_req *cr, struct worke
     struct exact_select es = {key, klen};
     struct lookup_done done = {NULL};
     if (cachetier_memory(cr->policy))
-        cache_store_lookup(w->store, cr->key, cr->key_len, cr->hash, select_exact, &es, cachepath_lookup_done,
-                           &done);
+        cache_store_lookup(w->store, cr->key, cr->key_len, cr->hash, select_exact, &es,
+                           cachepath_lookup_done, &done);
     if (done.obj) {
         use_variant(cr, done.obj);
         return CACHE_LOOKUP_HIT;
     }
-    if (remote_ok && cachetier_memcached(cr->policy, w) && cachetier_get(cr, w, key, klen, now_ms)) {
+    if (remote_ok && cachetier_memcached(cr->policy, w) &&
+        cachetier_get(cr, w, key, klen, now_ms)) {
         cr->variant_asked = true;
         cr->variant_plan = plan;
         return CACHE_LOOKUP_REMOTE;
@@ -119,8 +120,7 @@ enum cache_lookup_result cache_req_encode_hit(struct cache_req *cr, struct worke
 
 /* memcached answered the lookup of a variant: serve it, or make it. */
 enum cache_lookup_result cachevariant_remote_result(struct cache_req *cr, struct worker *w,
-                                                      struct mcstore_get_result *res,
-                                                      int64_t now_ms)
+                                                    struct mcstore_get_result *res, int64_t now_ms)
 {
     cr->variant_asked = false;
     struct cache_object *v = NULL;

@@ -836,12 +836,9 @@ static const struct upstream_handler upstream_handler = {
  * them never reaches the upstream. */
 static bool upstream_start(struct client *c, int avoid)
 {
-    if (c->uphead.len == 0 && !upstream_head_build(c))
-        return false;
     c->t_upstream = ev_now(c->w->loop);
-    c->up =
-        upstream_open(c->w, c->wc, c->route->backend, avoid, c->head_request && !c->head_as_get,
-                      &upstream_handler, c);
+    c->up = upstream_open(c->w, c->wc, c->route->backend, avoid, c->head_request && !c->head_as_get,
+                          &upstream_handler, c);
     if (!c->up)
         return false;
     struct stats_backend *bs = backend_stats(c);
@@ -1257,6 +1254,12 @@ static void parse_failed(struct client *c, llhttp_errno_t err)
 static bool client_start_forwarding(struct client *c)
 {
     c->action = ACT_NONE;
+    if (c->uphead.len == 0 && !upstream_head_build(c)) {
+        buf_release(&c->upbody);
+        cache_req_response_failed(&c->cr, client_now_ms(c));
+        client_error(c, 500, "out of memory");
+        return false;
+    }
     if (upstream_start(c, -1))
         return true;
     buf_release(&c->upbody);

@@ -105,8 +105,8 @@ struct client {
      * (fd -1): its request is written into `in` by the page that includes
      * it, and what it would send goes to that page's slot instead. */
     bool subrequest;
-    struct esi_slot *slot;  /* the include it answers; NULL once detached */
-    struct esi_page *page;  /* the page this request's answer is assembled from */
+    struct esi_slot *slot; /* the include it answers; NULL once detached */
+    struct esi_page *page; /* the page this request's answer is assembled from */
 };
 
 /* ---- proxy/client.c ---------------------------------------------------------- */

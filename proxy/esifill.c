@@ -130,8 +130,8 @@ struct esi_fill *esi_fill_new(bool gzip, size_t max_body)
         goto fail;
     if (gzip) {
         /* The size limit is parse_decoded()'s, on the inflated bytes. */
-        f->inflater = inflater_init(0, ENCODE_INFLATE_MAX_RATIO, parse_decoded, f, f->err,
-                                    sizeof f->err);
+        f->inflater =
+            inflater_init(0, ENCODE_INFLATE_MAX_RATIO, parse_decoded, f, f->err, sizeof f->err);
         if (!f->inflater)
             goto fail;
     }

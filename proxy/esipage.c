@@ -54,6 +54,8 @@ struct esi_slot {
     bool child_closed;    /* ... it ended during client_subrequest() */
     bool blocked;         /* esi_slot_take() refused bytes: resume the child */
     bool using_alt;
+    bool emitted;         /* some of its body reached the client: nothing else may
+                           * take its place any more */
     const char *fail_why; /* a failure to handle in the pump */
     char fail_buf[64];
     llhttp_t parser;
@@ -71,25 +73,25 @@ struct esi_slot {
 
 struct esi_page {
     struct client *c;
-    struct esi_page *root;   /* the client's own page (itself at the top) */
-    unsigned depth;          /* 0 at the top, +1 per include */
+    struct esi_page *root;           /* the client's own page (itself at the top) */
+    unsigned depth;                  /* 0 at the top, +1 per include */
     const struct config_esi *limits; /* the top page's route: depth, count, timeout */
-    unsigned includes_left;  /* the top page's budget */
-    unsigned char *raw;      /* the template's encoding made contiguous (NULL: decoded in
-                              * place, from the object's one body chunk) */
+    unsigned includes_left;          /* the top page's budget */
+    unsigned char *raw;              /* the template's encoding made contiguous (NULL: decoded in
+                                      * place, from the object's one body chunk) */
     struct esi_template tmpl;
-    char *host, *target;     /* this page's request, for resolving src */
+    char *host, *target; /* this page's request, for resolving src */
     struct esi_chain chain;
-    struct esi_slot *slots;  /* one per segment */
-    size_t cur;              /* the segment being written */
-    size_t lit_off;          /* bytes of the current literal written */
+    struct esi_slot *slots; /* one per segment */
+    size_t cur;             /* the segment being written */
+    size_t lit_off;         /* bytes of the current literal written */
     bool head_sent;
-    bool out_blocked;        /* stopped at OUT_HIGH_WATER: esi_page_drained resumes */
-    bool finished;           /* answered otherwise (502, 412): nothing more to do */
-    bool head_full;          /* the head carried the parts' merged Cache-Control and ETag */
-    bool head_wait_over;     /* esi_head_wait has passed */
-    ev_timer head_timer;     /* esi_head_wait */
-    struct buf pending;      /* body bytes gathered by page_emit(), sent by page_flush() */
+    bool out_blocked;    /* stopped at OUT_HIGH_WATER: esi_page_drained resumes */
+    bool finished;       /* answered otherwise (502, 412): nothing more to do */
+    bool head_full;      /* the head carried the parts' merged Cache-Control and ETag */
+    bool head_wait_over; /* esi_head_wait has passed */
+    ev_timer head_timer; /* esi_head_wait */
+    struct buf pending;  /* body bytes gathered by page_emit(), sent by page_flush() */
     ev_timer pump;
 };
 
@@ -419,9 +421,9 @@ static void slot_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
  * route says `esi_cookies on`. */
 static bool field_for_fragment(const char *base, const struct http_field *f, bool cookies)
 {
-    static const char *const names[] = {"user-agent",      "accept",          "accept-language",
-                                        "x-forwarded-for", "x-forwarded-proto", "forwarded",
-                                        "x-request-id"};
+    static const char *const names[] = {
+        "user-agent",        "accept",    "accept-language", "x-forwarded-for",
+        "x-forwarded-proto", "forwarded", "x-request-id"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (http_span_is(base, f->name, names[i]))
             return true;
@@ -525,7 +527,9 @@ static void slot_handle_failure(struct esi_slot *s)
         size_t len = s->using_alt ? seg->alt_len : seg->src_len;
         log_info("esi: include \"%.*s\" of %s%s failed: %s", (int)(len < 200 ? len : 200), src,
                  p->host, p->target, why);
-        bool free_part = !p->head_sent || !p->head_full; /* nothing promised of it */
+        /* Nothing promised of it yet: no full head counted it, and none of
+         * its bytes went out. */
+        bool free_part = !p->head_sent || (!p->head_full && !s->emitted);
         if (!s->using_alt && seg->alt_len > 0 && free_part) {
             s->using_alt = true;
             stats_add(&w->stats.esi_alt, 1);
@@ -606,10 +610,18 @@ static void merge_parts(struct esi_page *p, struct esi_merge *m, int64_t now_ms)
  * Date (the page's is now). */
 static bool template_field_kept(const char *name, size_t len)
 {
-    static const char *const dropped[] = {"content-length", "content-encoding", "etag",
-                                          "last-modified",  "cache-control",    "expires",
-                                          "age",            "accept-ranges",    "content-md5",
-                                          "content-digest", "repr-digest",      "digest",
+    static const char *const dropped[] = {"content-length",
+                                          "content-encoding",
+                                          "etag",
+                                          "last-modified",
+                                          "cache-control",
+                                          "expires",
+                                          "age",
+                                          "accept-ranges",
+                                          "content-md5",
+                                          "content-digest",
+                                          "repr-digest",
+                                          "digest",
                                           "date"};
     for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++)
         if (len == strlen(dropped[i]) && strncasecmp(name, dropped[i], len) == 0)
@@ -845,6 +857,7 @@ static void segment_advance(struct esi_page *p, size_t n)
         p->cur++;
         return;
     }
+    s->emitted = true;
     if (s->obj) {
         s->obj_off += n;
         return;
@@ -917,6 +930,7 @@ static void page_fail(struct esi_page *p, const struct esi_slot *s)
 static void page_finish(struct esi_page *p)
 {
     p->finished = true;
+    ev_timer_stop(page_worker(p)->loop, &p->head_timer);
     for (size_t i = 0; i < p->tmpl.nsegs; i++)
         slot_release(&p->slots[i], true);
 }

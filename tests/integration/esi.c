@@ -1629,8 +1629,8 @@ static void test_a_gzip_fragment_is_inflated_in_bounded_steps(void **state)
 {
     (void)state;
     const size_t n = 60000000; /* about 170 KB of gzip */
-    const char *p = page("/page/gzip-bomb", NULL,
-                         S("<%s>", inc("/frag/gzip-bomb?len=60000000&gzip=always")));
+    const char *p =
+        page("/page/gzip-bomb", NULL, S("<%s>", inc("/frag/gzip-bomb?len=60000000&gzip=always")));
     long rss0 = proc_rss_kb(h.tessera->pid);
     assert_true(rss0 > 0);
     conn[1] = client_connect(h.port, READ_MS);
@@ -1670,9 +1670,9 @@ static void test_head_of_a_plain_response_on_an_esi_route_reads_no_body(void **s
 static void test_the_page_host_of_an_absolute_form_request(void **state)
 {
     (void)state;
-    const char *p = page("/abs/absolute-form", NULL,
-                         S("<%s|%s>", inc("/frag/rel-af?body=R"),
-                           inc("http://elsewhere.test/frag/abs-af?body=X")));
+    const char *p = page(
+        "/abs/absolute-form", NULL,
+        S("<%s|%s>", inc("/frag/rel-af?body=R"), inc("http://elsewhere.test/frag/abs-af?body=X")));
     get(&r[0], S("http://" HOST "%s", p), "Host: elsewhere.test", (const char *)NULL);
     assert_int_equal(r[0].status, 502);
     assert_non_null(strstr(r[0].body, "esi_allow_hosts"));
@@ -1711,6 +1711,25 @@ static void test_esi_head_wait_sends_an_early_head(void **state)
                       "<esi:include src=\"/frag/early-bad2?status=503&delay=300\" "
                       "onerror=\"continue\"/>]")),
                "[ALT|]");
+    /* ... but not one whose bytes already went out: the page is cut. */
+    const char *broken =
+        page("/early/broken", NULL,
+             "[<esi:include src=\"/frag/early-part?len=20000&drip=300&abort=10000\" "
+             "alt=\"/frag/early-alt2?body=ALT\"/>|<esi:include "
+             "src=\"/frag/early-slow2?body=S&delay=700\"/>]");
+    conn[2] = client_connect(h.port, READ_MS);
+    assert_non_null(conn[2]);
+    assert_int_equal(client_send_request(conn[2], "GET", broken, "Host: " HOST, (const char *)NULL),
+                     0);
+    http_response_clear(&r[2]);
+    int rc = client_read_response(conn[2], 0, &r[2], READ_MS);
+    if (rc == CLIENT_OK)
+        fail_msg("a page whose part broke after being sent came complete (%zu bytes)",
+                 r[2].body_len);
+    assert_int_equal(r[2].status, 200);
+    assert_false(r[2].complete);
+    expect_upstream("/frag/early-alt2", 0);
+
     /* Answered from memory, the includes are there in time: a full head. */
     get(&r[1], p, (const char *)NULL);
     expect_page(&r[1], "<h>ONE<m>TWO<e>");

@@ -87,11 +87,12 @@ static void test_which_responses(void **state)
     assert_false(is_template(NULL, 200, "Content-Type: text/html\r\n"));
     /* auto: only when the origin asks */
     assert_false(is_template(&aut, 200, "Content-Type: text/html\r\n"));
-    assert_true(is_template(&aut, 200,
-                            "Content-Type: text/html\r\nSurrogate-Control: content=\"ESI/1.0\"\r\n"));
-    assert_false(is_template(&aut, 200,
-                             "Content-Type: text/plain\r\nSurrogate-Control: content=\"ESI/1.0\"\r\n"));
-    assert_false(is_template(&aut, 200, "Content-Type: text/html\r\nSurrogate-Control: max-age=5\r\n"));
+    assert_true(is_template(
+        &aut, 200, "Content-Type: text/html\r\nSurrogate-Control: content=\"ESI/1.0\"\r\n"));
+    assert_false(is_template(
+        &aut, 200, "Content-Type: text/plain\r\nSurrogate-Control: content=\"ESI/1.0\"\r\n"));
+    assert_false(
+        is_template(&aut, 200, "Content-Type: text/html\r\nSurrogate-Control: max-age=5\r\n"));
 }
 
 static const char page[] = "<html><!--esi <p>hidden</p> --><esi:include src=\"/a\" alt='/b' "
