@@ -463,9 +463,9 @@ static void copy_body(const struct cache_object *obj, size_t off, size_t len, un
 static unsigned char *write_header(const struct cache_object *obj, unsigned char *p,
                                    uint32_t nchunks, uint32_t chunk_size)
 {
-    unsigned flags =
-        (obj->no_cache ? FLAG_NO_CACHE : 0) | (obj->must_revalidate ? FLAG_MUST_REVALIDATE : 0) |
-        (obj->esi_template ? FLAG_ESI_TEMPLATE : 0);
+    unsigned flags = (obj->no_cache ? FLAG_NO_CACHE : 0) |
+                     (obj->must_revalidate ? FLAG_MUST_REVALIDATE : 0) |
+                     (obj->esi_template ? FLAG_ESI_TEMPLATE : 0);
     const int64_t times[] = {
         obj->request_time, obj->response_time,          obj->corrected_initial_age,
         obj->lifetime,     obj->stale_while_revalidate, obj->stale_if_error,

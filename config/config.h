@@ -202,30 +202,31 @@ enum esi_mode {
  * timeout, hosts); the fragment's route decides whether the page's client
  * cookies reach it (cookies). */
 struct config_esi {
-    enum esi_mode mode;        /* `esi on|off|auto;` default off */
-    char **types;              /* `esi_types TYPE...;` lower-case media types without
-                                * parameters, as compress types (a subtype "*" lists every subtype);
-                                * default text/html and application/xhtml+xml */
+    enum esi_mode mode; /* `esi on|off|auto;` default off */
+    char **types;       /* `esi_types TYPE...;` lower-case media types without
+                         * parameters, as compress types (a subtype "*" lists every subtype);
+                         * default text/html and application/xhtml+xml */
     size_t ntypes;
-    unsigned max_depth;        /* `esi_max_depth N;` default 3, 1..10: includes nest this
-                                * deep (a page's own includes are depth 1) */
-    unsigned max_includes;     /* `esi_max_includes N;` default 32, 1..256: subrequests
-                                * one page may make, nested ones and alts counted */
-    uint64_t timeout_ms;       /* `esi_timeout DUR;` default 10s, 1ms..1h: each include,
-                                * from its start to its last byte */
-    uint64_t head_wait_ms;     /* `esi_head_wait DUR;` default 10s, 0..1m: how long the
-                                * page's head waits for every include's head (to merge
-                                * their Cache-Control and ETag, and to answer 502 when
-                                * one fails); after that it goes without validators and
-                                * with `Cache-Control: no-store`, and the parts stream
-                                * as they come */
-    char **allow_hosts;        /* `esi_allow_hosts NAME...;` lower-case host names (no
-                                * port) an absolute src may name besides the page's own
-                                * host; default none */
+    unsigned max_depth;    /* `esi_max_depth N;` default 3, 1..10: includes nest this
+                            * deep (a page's own includes are depth 1) */
+    unsigned max_includes; /* `esi_max_includes N;` default 32, 1..256: subrequests
+                            * one page may make, nested ones and alts counted */
+    uint64_t timeout_ms;   /* `esi_timeout DUR;` default 10s, 1ms..1h: each include,
+                            * from its start to its last byte, less the time it
+                            * waits for the page's client */
+    uint64_t head_wait_ms; /* `esi_head_wait DUR;` default 10s, 0..1m: how long the
+                            * page's head waits for every include's head (to merge
+                            * their Cache-Control and ETag, and to answer 502 when
+                            * one fails); after that it goes without validators and
+                            * with `Cache-Control: no-store`, and the parts stream
+                            * as they come */
+    char **allow_hosts;    /* `esi_allow_hosts NAME...;` lower-case host names (no
+                            * port) an absolute src may name besides the page's own
+                            * host; default none */
     size_t nallow_hosts;
-    bool cookies;              /* `esi_cookies on|off;` default off: subrequests that land
-                                * on this route carry the page request's Cookie and
-                                * Authorization fields */
+    bool cookies; /* `esi_cookies on|off;` default off: subrequests that land
+                   * on this route carry the page request's Cookie and
+                   * Authorization fields */
 };
 
 /* `route MATCH { backend NAME; host NAME; }` */

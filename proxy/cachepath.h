@@ -53,11 +53,11 @@ enum cache_outcome { CACHE_OUT_PASS, CACHE_OUT_HIT, CACHE_OUT_MISS, CACHE_OUT_ST
 
 /* What the client does with the upstream's final response head. */
 enum cache_head_action {
-    CACHE_HEAD_FORWARD,      /* relay it (with the extra fields) */
-    CACHE_HEAD_SERVE_OBJECT, /* a 304 refreshed the stored object: answer from cr->obj
-                              * once the upstream response has ended */
-    CACHE_HEAD_SERVE_STALE,  /* the upstream failed (5xx): answer from the stale object
-                              * (stale-if-error) once the response has ended */
+    CACHE_HEAD_FORWARD,        /* relay it (with the extra fields) */
+    CACHE_HEAD_SERVE_OBJECT,   /* a 304 refreshed the stored object: answer from cr->obj
+                                * once the upstream response has ended */
+    CACHE_HEAD_SERVE_STALE,    /* the upstream failed (5xx): answer from the stale object
+                                * (stale-if-error) once the response has ended */
     CACHE_HEAD_SERVE_TEMPLATE, /* an ESI template: its body goes to
                                 * cache_req_response_body() as usual; once the
                                 * response has ended, cr->obj is the template (NULL:
