@@ -4,7 +4,10 @@
  * Every worker gets its own SO_REUSEPORT socket per `listen`, so the kernel
  * spreads new connections over the workers without a shared accept lock.
  * Port 0 is resolved by the first bind and that port is then used for the
- * other workers' sockets.
+ * other workers' sockets.  SO_REUSEPORT would also let this process share a
+ * port another process (a second tessera started by mistake) listens on,
+ * each getting part of the traffic: a probe bind without it finds that out
+ * first.
  */
 #include "proxy/listener.h"
 
@@ -48,6 +51,28 @@ fail:
     return -1;
 }
 
+/* Whether another socket already listens on l's address: a bind without
+ * SO_REUSEPORT fails then, whoever holds it and however. */
+static bool listener_in_use(const struct config_listen *l, char *err, size_t errlen)
+{
+    if (listener_port(l) == 0)
+        return false; /* the kernel picks a free one */
+    int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false; /* the real open reports it */
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (l->addr.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    bool busy = bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) < 0 && errno == EADDRINUSE;
+    close(fd);
+    if (busy)
+        snprintf(err, errlen,
+                 "%s:%u:%u: cannot listen on %s: another process listens on it already",
+                 l->pos.file ? l->pos.file : "?", l->pos.line, l->pos.col, l->text);
+    return busy;
+}
+
 unsigned listener_port(const struct config_listen *l)
 {
     if (l->addr.ss_family == AF_INET6)
@@ -60,6 +85,9 @@ bool listeners_open(struct config *cfg, unsigned nworkers, int *fds, char *err, 
     size_t n = cfg->nlistens;
     for (size_t i = 0; i < nworkers * n; i++)
         fds[i] = -1;
+    for (size_t i = 0; i < n; i++)
+        if (listener_in_use(&cfg->listens[i], err, errlen))
+            return false;
     for (unsigned w = 0; w < nworkers; w++) {
         for (size_t i = 0; i < n; i++) {
             fds[w * n + i] = listener_open(&cfg->listens[i], err, errlen);

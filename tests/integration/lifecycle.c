@@ -680,6 +680,43 @@ static void test_listen_on_a_busy_port_exits_1(void **state)
     expect_log_line(f->p->err_path, "cannot listen", where);
 }
 
+/* The same, when the port's holder set SO_REUSEPORT, as another tessera
+ * does: sharing it would split the traffic between two processes without
+ * a word. */
+static void test_listen_on_a_port_another_tessera_holds_exits_1(void **state)
+{
+    struct fixture *f = *state;
+    struct harness *h = &f->h;
+    f->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(f->fd >= 0);
+    int one = 1;
+    assert_int_equal(setsockopt(f->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), 0);
+    assert_int_equal(setsockopt(f->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one), 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(f->fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(f->fd, 8), 0);
+    socklen_t len = sizeof sa;
+    assert_int_equal(getsockname(f->fd, (struct sockaddr *)&sa, &len), 0);
+    int busy = ntohs(sa.sin_port);
+
+    const char *conf = tmpdir_write(h->td, "shared.conf",
+                                    "workers 2;\n"
+                                    "backend app { server 127.0.0.1:1; }\n"
+                                    "route default { backend app; }\n"
+                                    "listen 127.0.0.1:%d;\n",
+                                    busy);
+    assert_non_null(conf);
+    char bin[4096];
+    snprintf(bin, sizeof bin, "%s/tessera", proc_build_dir());
+    const char *argv[] = {bin, "-c", conf, NULL};
+    f->p = proc_start(h->td, "tessera-shared", argv);
+    assert_non_null(f->p);
+    expect_exit_1(f->p, "listening on a port another process listens on with SO_REUSEPORT");
+    char where[4200];
+    snprintf(where, sizeof where, "%s:4:1:", conf);
+    expect_log_line(f->p->err_path, "another process listens on it already", where);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -698,6 +735,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_listen_on_a_busy_port_exits_1, setup_no_origin,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_listen_on_a_port_another_tessera_holds_exits_1,
+                                        setup_no_origin, teardown),
     };
     return cmocka_run_group_tests_name("lifecycle", tests, NULL, NULL);
 }
