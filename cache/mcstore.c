@@ -49,7 +49,7 @@
  * "purgelog:<n>" after the prefix, never collide with an object's, which
  * cache_codec_item_key() builds from a hash.
  */
-#include "cache/mcstore.h"
+#include "cache/mcstore_priv.h"
 
 #include <assert.h>
 #include <limits.h>
@@ -72,119 +72,8 @@
 
 #define VARY_MAGIC "TSV\x01"
 #define VARY_MAGIC_LEN 4
-#define LOCK_SUFFIX ":lock"
 #define MIN_ITEM_SIZE ((size_t)1024)
 #define MAX_TIMEOUT_MS ((uint64_t)3600 * 1000)
-#define KEYBUF (CACHE_CODEC_KEY_MAX + sizeof(LOCK_SUFFIX))
-#define LOG_KEY "purgelog:"
-#define LOG_VERSION_KEY LOG_KEY "v"
-/* the longest prefix, "purgelog:" and UINT64_MAX's 20 digits */
-_Static_assert(CACHE_CODEC_PREFIX_MAX + sizeof(LOG_KEY) - 1 + 20 <= CACHE_CODEC_KEY_MAX,
-               "purge log keys must fit memcached's key limit");
-
-struct mc_counters {
-#define MC_COUNTER_FIELD(name, doc) atomic_uint_fast64_t name;
-    MCSTORE_SERVER_COUNTERS(MC_COUNTER_FIELD)
-#undef MC_COUNTER_FIELD
-};
-
-#define COUNT(srv, field) atomic_fetch_add_explicit(&(srv)->c.field, 1, memory_order_relaxed)
-
-struct mc_server {
-    char *host;
-    unsigned port;
-    unsigned weight;
-    char name[300];
-    atomic_bool up;     /* starts true: nothing is logged until something fails */
-    int64_t changed_ns; /* when up last changed (monotonic); under state_lock */
-    /* After a timeout, calls to the server fail at once until this time
-     * (monotonic ms; 0: never skipped).  See skip_server(). */
-    atomic_int_fast64_t skip_until_ms;
-    struct mc_counters c;
-};
-
-enum mc_job_kind {
-    JOB_GET,
-    JOB_LOCK,
-    JOB_SET,
-    JOB_DELETE,
-    JOB_UNLOCK,
-    JOB_LOG_APPEND,
-    JOB_LOG_VERSION,
-    JOB_LOG_READ,
-};
-
-/* The two queues: reads are served first. */
-enum { Q_READ, Q_WRITE, NQUEUES };
-
-struct mc_job {
-    struct mc_job *next;
-    enum mc_job_kind kind;
-    int64_t now_ms;
-    uint64_t arg;             /* JOB_GET: primary hash; JOB_LOCK: ttl in ms;
-                               * JOB_LOG_APPEND: expiry in s; JOB_LOG_READ: first */
-    uint64_t last;            /* JOB_LOG_READ */
-    struct cache_object *obj; /* JOB_SET: the store's reference */
-    mcstore_get_cb *get_cb;
-    mcstore_lock_cb *lock_cb;
-    mcstore_log_append_cb *append_cb;
-    mcstore_log_version_cb *version_cb;
-    mcstore_log_read_cb *read_cb;
-    void *ctx;
-    const char *primary; /* into keys[]; JOB_LOG_APPEND: the record */
-    size_t plen;
-    const char *secondary;
-    size_t slen;
-    char keys[]; /* primary NUL secondary NUL */
-};
-
-struct mc_queue {
-    struct mc_job *head, *tail;
-    size_t len;
-};
-
-struct mc_worker {
-    struct mcstore *store;
-    unsigned index;
-    memcached_st *mc; /* this thread's own */
-    pthread_t thread;
-    bool started;
-    char why[128];       /* a lookup's reason, valid during its callback */
-    unsigned seen_back;  /* the store's back_generation this handle was made after */
-    int64_t op_start_ns; /* when the current libmemcached call started */
-};
-
-struct mcstore {
-    char *prefix;
-    size_t item_size;
-    size_t max_body;
-    uint64_t ttl_slack_ms;
-    uint64_t retry_ms;
-    size_t queue_max;
-    mcstore_log_f *log;
-
-    struct mc_server *servers;
-    size_t nservers;
-    /* Bumped whenever a server comes back: every I/O thread then replaces
-     * its handle, whose libmemcached state may still hold the server out of
-     * its hash ring until its own retry (each handle keeps its own). */
-    atomic_uint back_generation;
-    uint64_t timeout_ms;
-    uint64_t retry_s;
-
-    /* Never connects: maps keys to servers on callers' threads, for the
-     * counters of dropped jobs.  memcached_generate_hash() only reads it. */
-    memcached_st *hasher;
-
-    pthread_mutex_t state_lock; /* server state changes and their log lines */
-    pthread_mutex_t lock;       /* the queues */
-    pthread_cond_t cond;
-    struct mc_queue q[NQUEUES];
-    bool stopping;
-
-    struct mc_worker *workers;
-    unsigned nworkers;
-};
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -254,15 +143,7 @@ static uint32_t ms_to_expiry(uint64_t ms)
 }
 
 /* What a libmemcached result says about the server that was asked. */
-enum rc_verdict {
-    RC_ANSWERED,     /* the server answered: it is up, the call did what it could */
-    RC_ANSWER_ERROR, /* the server answered with an error (too large, out of memory) */
-    RC_DOWN,         /* fresh evidence that the server is unreachable or too slow */
-    RC_NO_NEWS,      /* failed without asking the server: libmemcached remembers it
-                      * failing (or the call was refused locally) */
-};
-
-static enum rc_verdict rc_verdict(memcached_return_t rc)
+enum rc_verdict mc_rc_verdict(memcached_return_t rc)
 {
     if (memcached_success(rc))
         return RC_ANSWERED;
@@ -316,8 +197,8 @@ static void store_log(struct mcstore *st, int level, const char *fmt, ...)
  * change is ignored: an answer read just before a server died, but noted
  * just after another thread saw it die, must not report it back (and then
  * down again).  The lock is taken only when the state would change. */
-static void server_mark(struct mcstore *st, struct mc_server *s, bool up, const char *why,
-                        int64_t since_ns)
+void mc_server_mark(struct mcstore *st, struct mc_server *s, bool up, const char *why,
+                    int64_t since_ns)
 {
     if (atomic_load_explicit(&s->up, memory_order_relaxed) == up)
         return;
@@ -355,7 +236,7 @@ static void timed_out(struct mc_worker *w, struct mc_server *s)
 
 /* True when calls to s are being skipped after a timeout (counted as an
  * error of the call). */
-static bool skip_server(struct mc_server *s)
+bool mc_skip_server(struct mc_server *s)
 {
     int64_t until = atomic_load_explicit(&s->skip_until_ms, memory_order_relaxed);
     if (until == 0 || mono_ms() >= until)
@@ -364,26 +245,24 @@ static bool skip_server(struct mc_server *s)
     return true;
 }
 
-#define SKIPPED "skipped after a timeout"
-
 /* Count the result of the call just made to server s (started when
- * server_of() was called) and update its state.  Returns true when the
+ * mc_server_of() was called) and update its state.  Returns true when the
  * server answered (whatever the answer). */
-static bool note_rc(struct mc_worker *w, struct mc_server *s, memcached_return_t rc)
+bool mc_note_rc(struct mc_worker *w, struct mc_server *s, memcached_return_t rc)
 {
-    switch (rc_verdict(rc)) {
+    switch (mc_rc_verdict(rc)) {
     case RC_ANSWERED:
-        server_mark(w->store, s, true, NULL, w->op_start_ns);
+        mc_server_mark(w->store, s, true, NULL, w->op_start_ns);
         return true;
     case RC_ANSWER_ERROR:
         COUNT(s, errors);
-        server_mark(w->store, s, true, NULL, w->op_start_ns);
+        mc_server_mark(w->store, s, true, NULL, w->op_start_ns);
         return true;
     case RC_DOWN:
         COUNT(s, errors);
         if (rc == MEMCACHED_TIMEOUT)
             timed_out(w, s);
-        server_mark(w->store, s, false, memcached_strerror(w->mc, rc), w->op_start_ns);
+        mc_server_mark(w->store, s, false, memcached_strerror(w->mc, rc), w->op_start_ns);
         return false;
     case RC_NO_NEWS:
         COUNT(s, errors);
@@ -395,7 +274,7 @@ static bool note_rc(struct mc_worker *w, struct mc_server *s, memcached_return_t
 /* The server a key goes to on this handle: the continuum is rebuilt first
  * (as the next call would) when a removed server is due for a retry.  Called
  * just before each call, it also notes when the call starts. */
-static struct mc_server *server_of(struct mc_worker *w, const char *key, size_t klen)
+struct mc_server *mc_server_of(struct mc_worker *w, const char *key, size_t klen)
 {
     struct mcstore *st = w->store;
     w->op_start_ns = mono_ns();
@@ -467,9 +346,8 @@ static bool key_number(const char *k, size_t kl, uint64_t *num)
  * whole key is then checked.  Returns the multi-get's result: a failure
  * means some values may be missing because a server failed, not because
  * memcached lost them. */
-static memcached_return_t mget_views(struct mc_worker *w, const char *const *keys,
-                                     const size_t *lens, size_t n, uint64_t base,
-                                     struct cache_codec_view *views)
+memcached_return_t mc_mget_views(struct mc_worker *w, const char *const *keys, const size_t *lens,
+                                 size_t n, uint64_t base, struct cache_codec_view *views)
 {
     struct mcstore *st = w->store;
     memcached_result_st result;
@@ -512,7 +390,7 @@ static memcached_return_t mget_views(struct mc_worker *w, const char *const *key
         int64_t until = mono_ms() + (int64_t)st->retry_ms;
         for (size_t i = 0; i < n; i++)
             if (!views[i + 1].data)
-                atomic_store_explicit(&server_of(w, keys[i], lens[i])->skip_until_ms, until,
+                atomic_store_explicit(&mc_server_of(w, keys[i], lens[i])->skip_until_ms, until,
                                       memory_order_relaxed);
         memcached_quit(w->mc);
     }
@@ -521,7 +399,7 @@ static memcached_return_t mget_views(struct mc_worker *w, const char *const *key
 }
 
 /* Fetch chunk items 1..n of the job's object with one multi-get into
- * views[1..n] (see mget_views()).  When a chunk's server is being skipped
+ * views[1..n] (see mc_mget_views()).  When a chunk's server is being skipped
  * nothing is fetched: *skipped is set. */
 static memcached_return_t fetch_chunks(struct mc_worker *w, const struct mc_job *job, uint32_t n,
                                        struct cache_codec_view *views, bool *skipped)
@@ -539,13 +417,13 @@ static memcached_return_t fetch_chunks(struct mc_worker *w, const struct mc_job 
         lens[i] = cache_codec_item_key(st->prefix, job->primary, job->plen, job->secondary,
                                        job->slen, i + 1, k, CACHE_CODEC_KEY_MAX + 1);
         keys[i] = k;
-        if (skip_server(server_of(w, k, lens[i]))) {
+        if (mc_skip_server(mc_server_of(w, k, lens[i]))) {
             *skipped = true;
             rc = MEMCACHED_TIMEOUT;
             goto done;
         }
     }
-    rc = mget_views(w, keys, lens, n, 0, views);
+    rc = mc_mget_views(w, keys, lens, n, 0, views);
 
 done:
     free(keybuf);
@@ -554,7 +432,7 @@ done:
     return rc;
 }
 
-static void free_views(struct cache_codec_view *views, size_t n)
+void mc_free_views(struct cache_codec_view *views, size_t n)
 {
     if (!views)
         return;
@@ -579,15 +457,15 @@ static void run_get(struct mc_worker *w, struct mc_job *job)
     w->why[0] = '\0';
     size_t klen = cache_codec_item_key(st->prefix, job->primary, job->plen, job->secondary,
                                        job->slen, 0, key, sizeof(key));
-    struct mc_server *s = server_of(w, key, klen);
+    struct mc_server *s = mc_server_of(w, key, klen);
     COUNT(s, gets);
-    if (skip_server(s)) {
+    if (mc_skip_server(s)) {
         res.kind = MC_ERROR;
         res.why = SKIPPED;
         goto done;
     }
     val = memcached_get(w->mc, key, klen, &vlen, &flags, &rc);
-    note_rc(w, s, rc);
+    mc_note_rc(w, s, rc);
 
     if (!val && rc == MEMCACHED_NOTFOUND) {
         res.why = "not found";
@@ -705,7 +583,7 @@ miss:
     COUNT(s, misses);
 done:
     /* Free what was fetched before calling back: the callee may be slow. */
-    free_views(views, nviews);
+    mc_free_views(views, nviews);
     free(val);
     job->get_cb(job->ctx, &res);
 }
@@ -714,15 +592,15 @@ done:
 
 /* memcached_set one item; counted on its server.  NULL when stored, else
  * why it was not. */
-static const char *put_item(struct mc_worker *w, const char *key, size_t klen, const void *data,
-                            size_t len, uint32_t expiry)
+const char *mc_put_item(struct mc_worker *w, const char *key, size_t klen, const void *data,
+                        size_t len, uint32_t expiry)
 {
-    struct mc_server *s = server_of(w, key, klen);
-    if (skip_server(s))
+    struct mc_server *s = mc_server_of(w, key, klen);
+    if (mc_skip_server(s))
         return SKIPPED;
     memcached_return_t rc = memcached_set(w->mc, key, klen, data, len, (time_t)expiry, 0);
-    if (!note_rc(w, s, rc) || !memcached_success(rc)) {
-        if (rc_verdict(rc) == RC_ANSWERED) /* answered, yet not stored */
+    if (!mc_note_rc(w, s, rc) || !memcached_success(rc)) {
+        if (mc_rc_verdict(rc) == RC_ANSWERED) /* answered, yet not stored */
             COUNT(s, errors);
         return memcached_strerror(w->mc, rc);
     }
@@ -733,7 +611,7 @@ static const char *put_item(struct mc_worker *w, const char *key, size_t klen, c
 static bool set_item(struct mc_worker *w, const char *key, size_t klen, const void *data,
                      size_t len, uint32_t expiry)
 {
-    return put_item(w, key, klen, data, len, expiry) == NULL;
+    return mc_put_item(w, key, klen, data, len, expiry) == NULL;
 }
 
 static void run_set(struct mc_worker *w, struct mc_job *job)
@@ -750,7 +628,7 @@ static void run_set(struct mc_worker *w, struct mc_job *job)
         size_t klen =
             cache_codec_item_key(st->prefix, obj->primary_key, obj->primary_len, obj->secondary_key,
                                  obj->secondary_len, 0, key, sizeof(key));
-        COUNT(server_of(w, key, klen), errors);
+        COUNT(mc_server_of(w, key, klen), errors);
         return;
     }
     uint32_t expiry = mcstore_item_expiry(obj, job->now_ms, st->ttl_slack_ms);
@@ -804,11 +682,11 @@ static size_t lock_key(const struct mcstore *st, const struct mc_job *job, char 
 
 static void delete_item(struct mc_worker *w, const char *key, size_t klen)
 {
-    struct mc_server *s = server_of(w, key, klen);
-    if (skip_server(s))
+    struct mc_server *s = mc_server_of(w, key, klen);
+    if (mc_skip_server(s))
         return;
     memcached_return_t rc = memcached_delete(w->mc, key, klen, 0);
-    if (note_rc(w, s, rc))
+    if (mc_note_rc(w, s, rc))
         COUNT(s, deletes);
 }
 
@@ -831,15 +709,15 @@ static void run_lock(struct mc_worker *w, struct mc_job *job)
 {
     char key[KEYBUF];
     size_t klen = lock_key(w->store, job, key);
-    struct mc_server *s = server_of(w, key, klen);
+    struct mc_server *s = mc_server_of(w, key, klen);
     COUNT(s, locks);
-    if (skip_server(s)) {
+    if (mc_skip_server(s)) {
         job->lock_cb(job->ctx, true, SKIPPED);
         return;
     }
     memcached_return_t rc =
         memcached_add(w->mc, key, klen, "1", 1, (time_t)ms_to_expiry(job->arg), 0);
-    note_rc(w, s, rc);
+    mc_note_rc(w, s, rc);
     if (memcached_success(rc)) {
         job->lock_cb(job->ctx, true, NULL);
     } else if (rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS) {
@@ -852,220 +730,10 @@ static void run_lock(struct mc_worker *w, struct mc_job *job)
     }
 }
 
-/* ---- purge log -------------------------------------------------------- */
-
-/* The key of purge log entry n, or of the version for n 0. */
-static size_t log_key(const struct mcstore *st, uint64_t n, char *key)
-{
-    int len = n ? snprintf(key, KEYBUF, "%s" LOG_KEY "%" PRIu64, st->prefix, n)
-                : snprintf(key, KEYBUF, "%s" LOG_VERSION_KEY, st->prefix);
-    assert(len > 0 && (size_t)len < KEYBUF);
-    return (size_t)len;
-}
-
-/* The version's value: decimal digits, then the spaces memcached pads an
- * incr result with when it rewrites a longer value in place. */
-static bool parse_version(const char *v, size_t len, uint64_t *out)
-{
-    size_t i = 0;
-    uint64_t n = 0;
-    for (; i < len && v[i] >= '0' && v[i] <= '9'; i++) {
-        if (n > (UINT64_MAX - (uint64_t)(v[i] - '0')) / 10)
-            return false;
-        n = n * 10 + (uint64_t)(v[i] - '0');
-    }
-    if (i == 0)
-        return false;
-    for (; i < len; i++)
-        if (v[i] != ' ')
-            return false;
-    *out = n;
-    return true;
-}
-
-/* Take the next entry number: incr the version, creating it first when it
- * does not exist.  NULL with the number in *n, or why it failed. */
-static const char *log_take_number(struct mc_worker *w, uint64_t *n)
-{
-    char key[KEYBUF];
-    size_t klen = log_key(w->store, 0, key);
-    for (int round = 0;; round++) {
-        struct mc_server *s = server_of(w, key, klen);
-        if (skip_server(s))
-            return SKIPPED;
-        uint64_t v = 0; /* libmemcached sets UINT64_MAX when the incr fails */
-        memcached_return_t rc = memcached_increment(w->mc, key, klen, 1, &v);
-        if (rc == MEMCACHED_UNKNOWN_READ_FAILURE) {
-            /* memcached's answer to an incr of a value that is not a number
-             * (binary status DELTA_BADVAL), which libmemcached does not
-             * know: an answer, not a sign the server is down.  The
-             * connection stays in step (the answer is read whole). */
-            COUNT(s, errors);
-            server_mark(w->store, s, true, NULL, w->op_start_ns);
-            return "version is not a decimal number";
-        }
-        if (!note_rc(w, s, rc))
-            return memcached_strerror(w->mc, rc);
-        if (memcached_success(rc)) {
-            COUNT(s, sets);
-            if (v == 0) { /* incr wraps at 2^64: there is no entry 0 */
-                COUNT(s, errors);
-                return "version wrapped";
-            }
-            *n = v;
-            return NULL;
-        }
-        if (rc != MEMCACHED_NOTFOUND) { /* a server error, out of memory, ... */
-            if (rc_verdict(rc) == RC_ANSWERED)
-                COUNT(s, errors);
-            return memcached_strerror(w->mc, rc);
-        }
-        if (round > 0) { /* added, and gone again at once (flush, eviction) */
-            COUNT(s, errors);
-            return "version vanished";
-        }
-        /* The first append ever, or memcached lost the version: create it
-         * as "0", never expiring, and incr again.  When another node adds
-         * it first, this add fails (DATA_EXISTS over the binary protocol,
-         * NOTSTORED over text) and the incr counts on from that node's
-         * value: neither number is taken twice. */
-        s = server_of(w, key, klen);
-        if (skip_server(s))
-            return SKIPPED;
-        rc = memcached_add(w->mc, key, klen, "0", 1, 0, 0);
-        if (!note_rc(w, s, rc))
-            return memcached_strerror(w->mc, rc);
-        if (memcached_success(rc)) {
-            COUNT(s, sets);
-        } else if (rc != MEMCACHED_NOTSTORED && rc != MEMCACHED_DATA_EXISTS) {
-            if (rc_verdict(rc) == RC_ANSWERED)
-                COUNT(s, errors);
-            return memcached_strerror(w->mc, rc);
-        }
-    }
-}
-
-static void run_log_append(struct mc_worker *w, struct mc_job *job)
-{
-    uint64_t n = 0;
-    const char *why = log_take_number(w, &n);
-    if (why) {
-        job->append_cb(job->ctx, false, 0, why);
-        return;
-    }
-    char key[KEYBUF];
-    size_t klen = log_key(w->store, n, key);
-    uint32_t expiry = job->arg > MCSTORE_MAX_EXPIRY_S ? MCSTORE_MAX_EXPIRY_S : (uint32_t)job->arg;
-    why = put_item(w, key, klen, job->primary, job->plen, expiry);
-    job->append_cb(job->ctx, why == NULL, n, why);
-}
-
-static void run_log_version(struct mc_worker *w, struct mc_job *job)
-{
-    char key[KEYBUF];
-    size_t klen = log_key(w->store, 0, key);
-    struct mc_server *s = server_of(w, key, klen);
-    COUNT(s, gets);
-    if (skip_server(s)) {
-        job->version_cb(job->ctx, false, false, 0, SKIPPED);
-        return;
-    }
-    size_t vlen = 0;
-    uint32_t flags = 0;
-    memcached_return_t rc;
-    char *val = memcached_get(w->mc, key, klen, &vlen, &flags, &rc);
-    note_rc(w, s, rc);
-    uint64_t version = 0;
-    bool valid = val && parse_version(val, vlen, &version);
-    free(val);
-    if (!val && rc == MEMCACHED_NOTFOUND) {
-        COUNT(s, misses);
-        job->version_cb(job->ctx, true, false, 0, "not found");
-    } else if (!val && memcached_failed(rc)) {
-        job->version_cb(job->ctx, false, false, 0, memcached_strerror(w->mc, rc));
-    } else if (!valid) { /* also an empty value */
-        COUNT(s, decode_errors);
-        COUNT(s, misses);
-        job->version_cb(job->ctx, true, false, 0, "not a decimal number");
-    } else {
-        COUNT(s, hits);
-        job->version_cb(job->ctx, true, true, version, NULL);
-    }
-}
-
-static void run_log_read(struct mc_worker *w, struct mc_job *job)
-{
-    struct mcstore *st = w->store;
-    uint64_t first = job->arg;
-    size_t n = (size_t)(job->last - first + 1);
-    char *keybuf = malloc(n * KEYBUF);
-    const char **keys = malloc(n * sizeof(*keys));
-    size_t *lens = malloc(n * sizeof(*lens));
-    struct mc_server **srv = malloc(n * sizeof(*srv));
-    struct cache_codec_view *views = calloc(n + 1, sizeof(*views));
-    struct mcstore_log_entry *entries = calloc(n, sizeof(*entries));
-    const char *why = "out of memory";
-
-    if (!keybuf || !keys || !lens || !srv || !views || !entries)
-        goto fail;
-    for (size_t i = 0; i < n; i++) {
-        keys[i] = keybuf + i * KEYBUF;
-        lens[i] = log_key(st, first + i, keybuf + i * KEYBUF);
-        srv[i] = server_of(w, keys[i], lens[i]);
-        COUNT(srv[i], gets);
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (skip_server(srv[i])) {
-            why = SKIPPED;
-            goto fail;
-        }
-    }
-    memcached_return_t rc = mget_views(w, keys, lens, n, first - 1, views);
-    if (memcached_failed(rc)) {
-        /* A value missing may be on a server that failed: unknown, so the
-         * whole read fails (counted once, on the first such server). */
-        for (size_t i = 0; i < n; i++) {
-            if (views[i + 1].data)
-                continue;
-            COUNT(srv[i], errors);
-            if (rc == MEMCACHED_TIMEOUT)
-                COUNT(srv[i], timeouts);
-            why = memcached_strerror(w->mc, rc);
-            goto fail;
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        const struct cache_codec_view *v = &views[i + 1];
-        entries[i].n = first + i;
-        if (v->data && v->len > 0 && v->len <= MCSTORE_LOG_RECORD_MAX) {
-            entries[i].found = true;
-            entries[i].data = v->data;
-            entries[i].len = v->len;
-            COUNT(srv[i], hits);
-            continue;
-        }
-        if (v->data) /* empty or too large: not a record this store wrote */
-            COUNT(srv[i], decode_errors);
-        COUNT(srv[i], misses);
-    }
-    job->read_cb(job->ctx, true, entries, n, NULL);
-    goto done;
-
-fail:
-    job->read_cb(job->ctx, false, NULL, 0, why);
-done:
-    free_views(views, n + 1);
-    free(entries);
-    free(srv);
-    free(lens);
-    free(keys);
-    free(keybuf);
-}
-
 /* ---- jobs and queue --------------------------------------------------- */
 
-static struct mc_job *job_new(enum mc_job_kind kind, const char *primary, size_t plen,
-                              const char *secondary, size_t slen)
+struct mc_job *mc_job_new(enum mc_job_kind kind, const char *primary, size_t plen,
+                          const char *secondary, size_t slen)
 {
     struct mc_job *job = malloc(sizeof(*job) + plen + 1 + slen + 1);
     if (!job)
@@ -1116,9 +784,9 @@ static void job_drop(struct mcstore *st, struct mc_job *job)
     char key[KEYBUF];
     size_t klen;
     if (job->kind == JOB_LOG_APPEND || job->kind == JOB_LOG_VERSION)
-        klen = log_key(st, 0, key);
+        klen = mc_log_key(st, 0, key);
     else if (job->kind == JOB_LOG_READ)
-        klen = log_key(st, job->arg, key);
+        klen = mc_log_key(st, job->arg, key);
     else
         klen = cache_codec_item_key(st->prefix, job->primary, job->plen, job->secondary, job->slen,
                                     0, key, sizeof(key));
@@ -1133,7 +801,7 @@ static void job_drop(struct mcstore *st, struct mc_job *job)
 
 /* Queue job, or drop it (counted and freed) when its queue is full or the
  * store is stopping.  True when queued. */
-static bool job_submit(struct mcstore *st, struct mc_job *job)
+bool mc_job_submit(struct mcstore *st, struct mc_job *job)
 {
     int q = job_queue(job);
     pthread_mutex_lock(&st->lock);
@@ -1189,13 +857,13 @@ static void job_run(struct mc_worker *w, struct mc_job *job)
         run_unlock(w, job);
         break;
     case JOB_LOG_APPEND:
-        run_log_append(w, job);
+        mc_run_log_append(w, job);
         break;
     case JOB_LOG_VERSION:
-        run_log_version(w, job);
+        mc_run_log_version(w, job);
         break;
     case JOB_LOG_READ:
-        run_log_read(w, job);
+        mc_run_log_read(w, job);
         break;
     }
 }
@@ -1232,8 +900,8 @@ static void probe_servers(struct mc_worker *w)
         memcached_return_t rc = memcached_server_error_return(inst);
         if (rc == MEMCACHED_TIMEOUT)
             timed_out(w, &st->servers[i]);
-        if (rc_verdict(rc) == RC_DOWN)
-            server_mark(st, &st->servers[i], false, memcached_strerror(w->mc, rc), start);
+        if (mc_rc_verdict(rc) == RC_DOWN)
+            mc_server_mark(st, &st->servers[i], false, memcached_strerror(w->mc, rc), start);
     }
 }
 
@@ -1284,7 +952,7 @@ static void revive_servers(struct mc_worker *w)
             memcached_server_instance_by_position(fresh, (uint32_t)i);
         if (inst && !atomic_load(&st->servers[i].up) &&
             memcached_server_error_return(inst) == MEMCACHED_SUCCESS)
-            server_mark(st, &st->servers[i], true, NULL, start);
+            mc_server_mark(st, &st->servers[i], true, NULL, start);
     }
     memcached_free(fresh);
 }
@@ -1341,95 +1009,52 @@ bool mcstore_get(struct mcstore *store, const char *primary, size_t plen, uint64
                  const char *secondary, size_t slen, int64_t now_ms, mcstore_get_cb *cb, void *ctx)
 {
     assert(plen > 0 && cb);
-    struct mc_job *job = job_new(JOB_GET, primary, plen, secondary, slen);
+    struct mc_job *job = mc_job_new(JOB_GET, primary, plen, secondary, slen);
     if (!job)
         return false;
     job->arg = primary_hash;
     job->now_ms = now_ms;
     job->get_cb = cb;
     job->ctx = ctx;
-    return job_submit(store, job);
+    return mc_job_submit(store, job);
 }
 
 bool mcstore_set(struct mcstore *store, struct cache_object *obj, int64_t now_ms)
 {
-    struct mc_job *job = job_new(JOB_SET, obj->primary_key, obj->primary_len, obj->secondary_key,
-                                 obj->secondary_len);
+    struct mc_job *job = mc_job_new(JOB_SET, obj->primary_key, obj->primary_len, obj->secondary_key,
+                                    obj->secondary_len);
     if (!job)
         return false;
     job->obj = cache_object_ref(obj);
     job->now_ms = now_ms;
-    return job_submit(store, job);
+    return mc_job_submit(store, job);
 }
 
 bool mcstore_delete(struct mcstore *store, const char *primary, size_t plen)
 {
     assert(plen > 0);
-    struct mc_job *job = job_new(JOB_DELETE, primary, plen, NULL, 0);
-    return job && job_submit(store, job);
+    struct mc_job *job = mc_job_new(JOB_DELETE, primary, plen, NULL, 0);
+    return job && mc_job_submit(store, job);
 }
 
 bool mcstore_lock(struct mcstore *store, const char *primary, size_t plen, uint64_t ttl_ms,
                   mcstore_lock_cb *cb, void *ctx)
 {
     assert(plen > 0 && cb);
-    struct mc_job *job = job_new(JOB_LOCK, primary, plen, NULL, 0);
+    struct mc_job *job = mc_job_new(JOB_LOCK, primary, plen, NULL, 0);
     if (!job)
         return false;
     job->arg = ttl_ms;
     job->lock_cb = cb;
     job->ctx = ctx;
-    return job_submit(store, job);
+    return mc_job_submit(store, job);
 }
 
 bool mcstore_unlock(struct mcstore *store, const char *primary, size_t plen)
 {
     assert(plen > 0);
-    struct mc_job *job = job_new(JOB_UNLOCK, primary, plen, NULL, 0);
-    return job && job_submit(store, job);
-}
-
-bool mcstore_log_append(struct mcstore *st, const void *record, size_t len, uint32_t expiry_s,
-                        mcstore_log_append_cb *cb, void *ctx)
-{
-    assert(cb);
-    if (len < 1 || len > MCSTORE_LOG_RECORD_MAX)
-        return false;
-    /* The record rides in the job's key space, as its "primary". */
-    struct mc_job *job = job_new(JOB_LOG_APPEND, record, len, NULL, 0);
-    if (!job)
-        return false;
-    job->arg = expiry_s;
-    job->append_cb = cb;
-    job->ctx = ctx;
-    return job_submit(st, job);
-}
-
-bool mcstore_log_version(struct mcstore *st, mcstore_log_version_cb *cb, void *ctx)
-{
-    assert(cb);
-    struct mc_job *job = job_new(JOB_LOG_VERSION, "", 0, NULL, 0);
-    if (!job)
-        return false;
-    job->version_cb = cb;
-    job->ctx = ctx;
-    return job_submit(st, job);
-}
-
-bool mcstore_log_read(struct mcstore *st, uint64_t first, uint64_t last, mcstore_log_read_cb *cb,
-                      void *ctx)
-{
-    assert(cb);
-    if (first < 1 || last < first || last - first >= MCSTORE_LOG_READ_MAX)
-        return false;
-    struct mc_job *job = job_new(JOB_LOG_READ, "", 0, NULL, 0);
-    if (!job)
-        return false;
-    job->arg = first;
-    job->last = last;
-    job->read_cb = cb;
-    job->ctx = ctx;
-    return job_submit(st, job);
+    struct mc_job *job = mc_job_new(JOB_UNLOCK, primary, plen, NULL, 0);
+    return job && mc_job_submit(store, job);
 }
 
 void mcstore_stats(struct mcstore *store, struct mcstore_server_stats *out, size_t max, size_t *n)
