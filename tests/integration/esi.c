@@ -76,6 +76,7 @@
     "route /noz/ { backend app; cache on; ttl 100s; esi on; compress { off; } }\n"                 \
     "route /live/ { backend app; esi on; }\n"                                                      \
     "route /early/ { backend app; cache on; ttl 100s; esi on; esi_head_wait 100ms; }\n"            \
+    "route /swr/ { backend app; cache on; esi on; stale_while_revalidate 30s; }\n"                 \
     "route default { backend app; }\n"
 
 static struct harness h; /* the group: origin 0 behind one tessera */
@@ -1737,6 +1738,31 @@ static void test_esi_head_wait_sends_an_early_head(void **state)
     assert_non_null(strstr(hv(&r[1], "Cache-Control"), "max-age="));
 }
 
+/* A stale template within stale-while-revalidate: the page is assembled
+ * from it at once, and the background refresh stores the new template
+ * parsed (the next page shows it). */
+static void test_a_stale_template_is_refreshed_in_the_background(void **state)
+{
+    (void)state;
+    const char *p = page("/swr/page", "hdr=Cache-Control:max-age%3D1",
+                         S("<t%s>%s</t>", "$n", inc("/frag/swr-part?body=P")));
+    /* "$n" in the template: which fetch of the page it came from */
+    expect_get(p, "<t1>P</t>");
+    sleep_ms(1300);
+    get(&r[0], p, (const char *)NULL);
+    expect_page(&r[0], "<t1>P</t>");
+    expect_header(&r[0], "X-Cache", "STALE");
+    long t0 = now_ms();
+    while (harness_origin_count(&h, 0, "/swr/page") < 2 && now_ms() - t0 < WAIT_MS)
+        sleep_ms(20);
+    expect_upstream("/swr/page", 2);
+    sleep_ms(100); /* the refresh is stored once its body has ended */
+    get(&r[1], p, (const char *)NULL);
+    expect_page(&r[1], "<t2>P</t>");
+    expect_header(&r[1], "X-Cache", "HIT");
+    expect_upstream("/frag/swr-part", 1);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_teardown(f, teardown)
@@ -1777,6 +1803,7 @@ int main(void)
         T(test_head_of_a_plain_response_on_an_esi_route_reads_no_body),
         T(test_the_page_host_of_an_absolute_form_request),
         T(test_esi_head_wait_sends_an_early_head),
+        T(test_a_stale_template_is_refreshed_in_the_background),
     };
 #undef T
     return cmocka_run_group_tests_name("esi", tests, group_setup, group_teardown);
