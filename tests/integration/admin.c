@@ -93,30 +93,10 @@ static char *text[NTEXT]; /* stats and metrics documents kept for deltas */
 static void request_v(int port, struct http_response *resp, const char *method, const char *target,
                       const char *const *headers, const char *body)
 {
-    const char *lines[16];
-    size_t n = 0;
-    char length[40];
-    for (; headers && headers[n]; n++) {
-        assert_true(n < 14);
-        lines[n] = headers[n];
-    }
-    if (body) {
-        snprintf(length, sizeof length, "Content-Length: %zu", strlen(body));
-        lines[n++] = length;
-    }
-    lines[n] = NULL;
-    http_response_clear(resp);
-    conn = client_connect(port, READ_MS);
-    if (!conn)
-        fail_msg("%s %s: cannot connect to port %d", method, target, port);
-    assert_int_equal(client_send_request_v(conn, method, target, lines), 0);
-    if (body)
-        assert_int_equal(client_send(conn, body, strlen(body)), 0);
     int rc =
-        client_read_response(conn, strcmp(method, "HEAD") == 0 ? CLIENT_HEAD : 0, resp, READ_MS);
+        http_exchange(port, method, target, headers, body, body ? strlen(body) : 0, resp, READ_MS);
     if (rc != CLIENT_OK)
         fail_msg("%s %s: no response (client rc %d)", method, target, rc);
-    client_free(&conn);
 }
 
 /* GET target from the proxy on port for host, with extra header lines. */

@@ -82,30 +82,9 @@ static char *gz;        /* a gzip body made here */
 static void request_v(int port, struct http_response *resp, const char *method, const char *target,
                       const char *const *headers, const void *body, size_t body_len)
 {
-    const char *lines[16];
-    size_t n = 0;
-    char length[40];
-    for (; headers && headers[n]; n++) {
-        assert_true(n < 14);
-        lines[n] = headers[n];
-    }
-    if (body) {
-        snprintf(length, sizeof length, "Content-Length: %zu", body_len);
-        lines[n++] = length;
-    }
-    lines[n] = NULL;
-    http_response_clear(resp);
-    conn = client_connect(port, READ_MS);
-    if (!conn)
-        fail_msg("%s %s: cannot connect to port %d", method, target, port);
-    assert_int_equal(client_send_request_v(conn, method, target, lines), 0);
-    if (body)
-        assert_int_equal(client_send(conn, body, body_len), 0);
-    int rc =
-        client_read_response(conn, strcmp(method, "HEAD") == 0 ? CLIENT_HEAD : 0, resp, READ_MS);
+    int rc = http_exchange(port, method, target, headers, body, body_len, resp, READ_MS);
     if (rc != CLIENT_OK)
         fail_msg("%s %s: no response (client rc %d)", method, target, rc);
-    client_free(&conn);
 }
 
 static void vrequest(int port, struct http_response *resp, const char *method, const char *target,

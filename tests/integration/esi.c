@@ -166,34 +166,20 @@ static void request_v(int port, struct http_response *resp, const char *method, 
     const char *lines[20];
     size_t n = 0;
     bool host = false;
-    char length[40];
     for (size_t i = 0; headers && headers[i]; i++) {
-        assert_true(n < 17);
+        assert_true(n < 18);
         if (strncasecmp(headers[i], "Host:", 5) == 0)
             host = true;
         lines[n++] = headers[i];
     }
     if (!host)
         lines[n++] = "Host: " HOST;
-    if (body) {
-        snprintf(length, sizeof length, "Content-Length: %zu", strlen(body));
-        lines[n++] = length;
-    }
     lines[n] = NULL;
-    http_response_clear(resp);
-    client_free(&conn[0]);
-    conn[0] = client_connect(port, READ_MS);
-    if (!conn[0])
-        fail_msg("%s %s: cannot connect to port %d", method, target, port);
-    assert_int_equal(client_send_request_v(conn[0], method, target, lines), 0);
-    if (body)
-        assert_int_equal(client_send(conn[0], body, strlen(body)), 0);
     int rc =
-        client_read_response(conn[0], strcmp(method, "HEAD") == 0 ? CLIENT_HEAD : 0, resp, READ_MS);
+        http_exchange(port, method, target, lines, body, body ? strlen(body) : 0, resp, READ_MS);
     if (rc != CLIENT_OK)
         fail_msg("%s %.200s: no complete response (client rc %d, status %d)", method, target, rc,
                  resp->status);
-    client_free(&conn[0]);
 }
 
 static void vrequest(int port, struct http_response *resp, const char *method, const char *target,

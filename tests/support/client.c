@@ -566,19 +566,37 @@ bool http_response_body_is(const struct http_response *resp, const char *s)
     return resp->body_len == n && (n == 0 || (resp->body && memcmp(resp->body, s, n) == 0));
 }
 
+int http_exchange(int port, const char *method, const char *target, const char *const headers[],
+                  const void *body, size_t body_len, struct http_response *resp, int timeout_ms)
+{
+    const char *lines[66];
+    char length[40];
+    size_t n = 0;
+    for (; headers && headers[n] && n < 64; n++)
+        lines[n] = headers[n];
+    if (body) {
+        snprintf(length, sizeof length, "Content-Length: %zu", body_len);
+        lines[n++] = length;
+    }
+    lines[n] = NULL;
+    http_response_clear(resp);
+    struct client *c = client_connect(port, timeout_ms);
+    if (c == NULL)
+        return CLIENT_ERROR;
+    int rc = CLIENT_ERROR;
+    if (client_send_request_v(c, method, target, lines) == 0 &&
+        (!body || client_send(c, body, body_len) == 0))
+        rc = client_read_response(c, strcmp(method, "HEAD") == 0 ? CLIENT_HEAD : 0, resp,
+                                  timeout_ms);
+    client_free(&c);
+    return rc;
+}
+
 static int request_once(int port, const char *method, const char *target,
                         struct http_response *resp, const char *const headers[])
 {
     memset(resp, 0, sizeof(*resp));
-    struct client *c = client_connect(port, CLIENT_TIMEOUT_MS);
-    if (c == NULL)
-        return CLIENT_ERROR;
-    int rc = CLIENT_ERROR;
-    if (client_send_request_v(c, method, target, headers) == 0)
-        rc = client_read_response(c, strcmp(method, "HEAD") == 0 ? CLIENT_HEAD : 0, resp,
-                                  CLIENT_TIMEOUT_MS);
-    client_free(&c);
-    return rc;
+    return http_exchange(port, method, target, headers, NULL, 0, resp, CLIENT_TIMEOUT_MS);
 }
 
 int http_get(int port, const char *target, struct http_response *resp, ...)

@@ -144,6 +144,15 @@ bool http_response_body_is(const struct http_response *resp, const char *s);
 /* Free everything resp owns and zero it.  Safe on a zeroed struct. */
 void http_response_clear(struct http_response *resp);
 
+/* http_exchange: METHOD TARGET on a fresh connection, closed afterwards,
+ * with the NULL-terminated header lines (at most 64) and an optional body
+ * of body_len bytes (its Content-Length line added); the response is read
+ * into resp (cleared first: it must be zeroed or hold a response) within
+ * timeout_ms.  Returns as client_read_response; CLIENT_ERROR when it could
+ * not connect or send. */
+int http_exchange(int port, const char *method, const char *target, const char *const headers[],
+                  const void *body, size_t body_len, struct http_response *resp, int timeout_ms);
+
 /* One request on a fresh connection, which is closed afterwards: GET (or
  * METHOD) TARGET with the NULL-terminated header lines, response read with
  * CLIENT_TIMEOUT_MS.  Returns as client_read_response; clear resp after. */
