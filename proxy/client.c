@@ -1618,6 +1618,15 @@ void client_close(struct client *c)
     worker_client_closed(c->w, c); /* the worker frees it after this iteration */
 }
 
+void client_abort(struct client *c)
+{
+    if (c->fd >= 0) {
+        struct linger now = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &now, sizeof now);
+    }
+    client_close(c);
+}
+
 void client_destroy(struct client *c)
 {
     if (c->up)

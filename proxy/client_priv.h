@@ -124,6 +124,11 @@ void client_flush(struct client *c);
 /* Close the connection now (it is freed after this loop iteration). */
 void client_close(struct client *c);
 
+/* Close it with a reset (RST, not FIN), discarding what is unsent: for a
+ * response cut in the middle, so that a client reading to the end of the
+ * connection (HTTP/1.0, close-delimited) cannot take it for a whole one. */
+void client_abort(struct client *c);
+
 /* The relayed response is over: the encoder's end, the last chunk. */
 void client_relay_end(struct client *c);
 

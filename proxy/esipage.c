@@ -355,10 +355,25 @@ void esi_slot_detach(struct esi_slot *s)
     s->child = NULL;
 }
 
+/* The stored head names a content coding: the body is not the fragment's
+ * text as it goes into the page (the HTTP path inflates gzip). */
+static bool object_is_coded(const struct cache_object *obj)
+{
+    const char *q = obj->head;
+    const char *end = obj->head + obj->head_len;
+    const char *name, *value;
+    size_t nlen, vlen;
+    while (http_block_next(&q, end, &name, &nlen, &value, &vlen))
+        if (nlen == 16 && strncasecmp(name, "content-encoding", 16) == 0 &&
+            !(vlen == 8 && strncasecmp(value, "identity", 8) == 0))
+            return true;
+    return false;
+}
+
 bool esi_slot_serve_object(struct esi_slot *s, struct cache_object *obj, int64_t age_ms)
 {
     if (s->state != SLOT_FETCHING || s->fail_why || s->head.len > 0 || obj->status < 200 ||
-        obj->status > 299)
+        obj->status > 299 || object_is_coded(obj))
         return false;
     buf_append(&s->head, obj->head, obj->head_len);
     buf_appendf(&s->head, "Age: %" PRId64 "\r\n", cache_age_header_seconds(age_ms));
@@ -805,7 +820,7 @@ static bool page_flush(struct esi_page *p)
     if (!ok) {
         log_warn("client %s: ESI page coding failed: %s", c->addr,
                  c->enc.err[0] ? c->enc.err : "out of memory");
-        client_close(c);
+        client_abort(c);
     }
     return ok;
 }
@@ -897,7 +912,7 @@ static void page_end(struct esi_page *p)
     if (encoder_active(&c->enc)) {
         if (!encoder_finish(&c->enc)) {
             log_warn("client %s: ESI page coding failed: %s", c->addr, c->enc.err);
-            client_close(c);
+            client_abort(c);
             return;
         }
         encoder_free(&c->enc);
@@ -918,7 +933,7 @@ static void page_fail(struct esi_page *p, const struct esi_slot *s)
              (int)(seg->src_len < 120 ? seg->src_len : 120), seg->src, s->fail_buf);
     if (p->head_sent) {
         log_warn("client %s: %s, after the page's head: closing", c->addr, why);
-        client_close(c);
+        client_abort(c);
         return;
     }
     page_finish(p);

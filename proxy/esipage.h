@@ -67,8 +67,8 @@ size_t esi_slot_take(struct esi_slot *slot, const struct iovec *iov, size_t niov
 /* esi_slot_serve_object: the subrequest's answer is obj, a stored 2xx
  * fragment (age_ms old) sent as it is: the slot takes a reference and
  * writes its body straight from it, without the HTTP round trip through
- * esi_slot_take().  False when the slot cannot (not a 2xx, or output
- * already began): the subrequest then answers as usual. */
+ * esi_slot_take().  False when the slot cannot (not a 2xx, a coded body,
+ * or output already began): the subrequest then answers as usual. */
 bool esi_slot_serve_object(struct esi_slot *slot, struct cache_object *obj, int64_t age_ms);
 
 /* esi_slot_closed: the subrequest ended (its client closed). */
