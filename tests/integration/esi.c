@@ -55,6 +55,7 @@
 #include "tests/support/decode.h"
 #include "tests/support/expect.h"
 #include "tests/support/harness.h"
+#include "tests/support/statsdoc.h"
 
 #define READ_MS 5000
 #define HOST "shop.test"
@@ -299,23 +300,10 @@ static void admin_req(int port, struct http_response *resp, const char *method, 
 /* The integer that follows "key": in s, the first after anchor. */
 static long long json_int_at(const char *s, const char *anchor, const char *key, int line)
 {
-    const char *p = s;
-    if (p && anchor)
-        p = strstr(p, anchor);
-    if (!p)
-        fail_msg("line %d: no %s in %s", line, anchor ? anchor : "document", s ? s : "(null)");
-    char pat[128];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    p = strstr(p, pat);
-    if (!p)
-        fail_msg("line %d: no \"%s\" after %s", line, key, anchor ? anchor : "the start");
-    p += strlen(pat);
-    while (*p == ' ')
-        p++;
-    char *end;
-    long long v = strtoll(p, &end, 10);
-    if (end == p)
-        fail_msg("line %d: \"%s\" is not an integer: %.40s", line, key, p);
+    long long v = 0;
+    char why[300];
+    if (!statsdoc_json_int(s, anchor, key, &v, why, sizeof why))
+        fail_msg("line %d: %s", line, why);
     return v;
 }
 #define json_int(s, anchor, key) json_int_at((s), (anchor), (key), __LINE__)
@@ -345,16 +333,10 @@ static long long purge_at(int port, const char *json, int line)
 /* The value of the sample `series` in a metrics text. */
 static long long metric_at(const char *doc, const char *series, int line)
 {
-    size_t n = strlen(series);
-    for (const char *p = doc; p && *p;) {
-        if (strncmp(p, series, n) == 0 && p[n] == ' ')
-            return strtoll(p + n + 1, NULL, 10);
-        p = strchr(p, '\n');
-        if (p)
-            p++;
-    }
-    fail_msg("line %d: no sample %s in the metrics", line, series);
-    return -1;
+    long long v = 0;
+    if (!statsdoc_metric(doc, series, &v))
+        fail_msg("line %d: no sample %s in the metrics", line, series);
+    return v;
 }
 #define metric(doc, series) metric_at((doc), (series), __LINE__)
 
